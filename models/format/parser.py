@@ -4,7 +4,7 @@ The parser is a single pass over lines with a small state machine: it never rais
 never invents a number. Whatever is missing or unreadable is None, and ``problems`` says why, as
 ``"code: message"`` strings. Codes: empty_answer, cut_off, missing_section, missing_score,
 unreadable_score, clamped_score, invalid_not_applicable, duplicate_section, unexpected_aspect,
-missing_refined_request, empty_refined_request, missing_winner, unreadable_winner.
+missing_refined_request, empty_refined_request, cut_off_refined_request, missing_winner, unreadable_winner.
 
 Accepted variants (from upstream templates and code; see the project reference):
 Score before or after Justification; with or without ``# User Request Analysis``; trailing spaces
@@ -284,6 +284,14 @@ def _prepare(text: Any) -> str:
     return text
 
 
+def _drop_partial_line(text: str) -> str:
+    """A cut-off answer's last line may stop mid-number ("3." of "3.5"): do not read it."""
+    if text.endswith("\n"):
+        return text
+    cut = text.rfind("\n")
+    return text[:cut + 1] if cut != -1 else ""
+
+
 def _collect_blocks(sections: _Sections, kind: Kind, problems: list[str]) -> dict[str, _Block]:
     found: dict[str, _Block] = {}
     for b in sections.blocks:
@@ -312,6 +320,7 @@ def parse_critique(text: Any, kind: str | Kind = "t2i", *, truncated: bool = Fal
     problems: list[str] = []
     if truncated:
         problems.append("cut_off: the answer stopped at the token limit; raise max_new_tokens to get a full critique")
+        body = _drop_partial_line(body)
     if not body.strip():
         problems.append("empty_answer: the critic returned no text")
     sections = _split_sections(body)
@@ -343,7 +352,12 @@ def parse_critique(text: Any, kind: str | Kind = "t2i", *, truncated: bool = Fal
     if not sections.has_summary and body.strip():
         problems.append("missing_section: no # Summary")
     refined = _join(sections.refined) if sections.has_refined else None
-    if not sections.has_refined:
+    if truncated and sections.has_refined:
+        # No end-of-answer token: the refined request was still being written. A partial prompt
+        # is worse than the original, so it is not used.
+        refined = None
+        problems.append("cut_off_refined_request: the Refined Request was cut off; the original prompt stands")
+    elif not sections.has_refined:
         if body.strip():
             problems.append("missing_refined_request: no ## Refined Request; the original prompt stands")
     elif refined is None:
@@ -373,6 +387,7 @@ def parse_comparison(text: Any, kind: str | Kind = "pairwise-t2i", *, truncated:
     problems: list[str] = []
     if truncated:
         problems.append("cut_off: the answer stopped at the token limit; raise max_new_tokens to get a full comparison")
+        body = _drop_partial_line(body)
     if not body.strip():
         problems.append("empty_answer: the critic returned no text")
     sections = _split_sections(body)
