@@ -256,7 +256,10 @@ def _make_handler(srv: ChatServer):
         def log_message(self, *args) -> None:  # keep test output clean
             pass
 
+        _responded = False
+
         def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            self._responded = True
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json" if not isinstance(payload, bytes) else "text/html")
@@ -291,6 +294,7 @@ def _make_handler(srv: ChatServer):
                 self._send(404, {"detail": "Not Found"})
 
         def do_POST(self) -> None:
+            self._responded = False
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
                 body = json.loads(raw)
@@ -308,6 +312,9 @@ def _make_handler(srv: ChatServer):
             try:
                 self._chat(rec)
             finally:
+                # Faults that answer nothing must end the connection, or a keep-alive client waits.
+                if not self._responded:
+                    self.close_connection = True
                 with srv._lock:
                     srv._in_flight -= 1
 

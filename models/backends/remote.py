@@ -303,12 +303,15 @@ class RemoteCritic(CriticBackend):
 
     def _request(self, method, path, body, headers, cancel=None, conns=None, conns_lock=None):
         """One HTTP exchange -> (status, headers, body). Raises _Dropped (retryable) or RemoteCriticError."""
-        url = self.base_url + path
         conn = self._connection()
-        if conns is not None:
-            with conns_lock:
-                conns.add(conn)
         try:
+            conn.connect()
+            if conns is not None:
+                # Register, then check: a cancel either sees this socket or is seen here (no gap).
+                with conns_lock:
+                    conns.add(conn)
+                if cancel.is_set():
+                    raise _Cancelled()
             conn.request(method, self._path + path, body=body, headers=headers or {"Accept": "application/json"})
             resp = conn.getresponse()
             return resp.status, resp.headers, resp.read()
@@ -357,7 +360,7 @@ class RemoteCritic(CriticBackend):
                    "as api_key_env")
             return RemoteCriticError(f"{where} refused the request (HTTP {status}: {said}); {fix}")
         if status == 404:
-            served = self._served_models()
+            served = self._served_models() if path != "/models" else None
             if served is not None and self.model not in served:
                 return RemoteCriticError(
                     f"{where}: the server does not serve model {self.model!r} (HTTP 404); it serves: "
