@@ -195,8 +195,9 @@ def wrap(text: str, font: Any, max_width: float, max_lines: int | None = None) -
 class _Panel:
     """Lays out the text panel top to bottom; with ``draw=None`` it only measures."""
 
-    def __init__(self, draw: ImageDraw.ImageDraw | None, x: int, width: int, height: int, reason_lines: int):
-        self.draw, self.x, self.w = draw, x, width
+    def __init__(self, canvas: Image.Image | None, x: int, width: int, height: int, reason_lines: int):
+        self.canvas, self.x, self.w = canvas, x, width
+        self.draw = ImageDraw.Draw(canvas) if canvas is not None else None
         self.body, self.small, self.title = font_sizes(height)
         self.pad = self.body
         self.y = self.pad
@@ -228,13 +229,22 @@ class _Panel:
         if self.draw is not None:
             r = h // 2
             if state == "missing":
-                _hatch(self.draw, box, r)
+                _hatch(self.canvas, box, r)
             else:
                 self.draw.rounded_rectangle(box, r, fill=NA_GREY if state == "na" else TRACK)
                 if state == "ok" and fraction is not None and fraction > 0:
                     fill_x = x0 + max(h, round((x1 - x0) * min(1.0, fraction)))
                     self.draw.rounded_rectangle((x0, self.y, fill_x, self.y + h), r, fill=colour)
         self.y += h
+
+    def side_bar(self, side: str, value: str, value_colour: str, fraction: float | None, colour: str,
+                 state: str, label_w: int, value_w: int) -> None:
+        """One row "A [bar] value" of a comparison."""
+        self.text(side, self.body, MUTED)
+        self.text(value, self.body, value_colour, x=self.x + self.w - self.pad, right=True)
+        self.y += round(self.body * 0.3)
+        self.bar(fraction, colour, state, self.x + self.pad + label_w, self.x + self.w - self.pad - value_w)
+        self.y += round(self.body * 0.55)
 
     def rule(self) -> None:
         self.y += self.pad // 2
@@ -243,7 +253,7 @@ class _Panel:
         self.y += self.pad // 2 + 2
 
 
-def _hatch(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], radius: int) -> None:
+def _hatch(canvas: Image.Image, box: tuple[int, int, int, int], radius: int) -> None:
     """An outlined, diagonally hatched bar: the score is unknown (missing or unreadable)."""
     x0, y0, x1, y1 = box
     h = y1 - y0
@@ -253,8 +263,8 @@ def _hatch(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], radius: in
         td.line((x, h, x + h, 0), fill=NA_GREY, width=max(1, h // 6))
     mask = Image.new("L", tile.size, 0)
     ImageDraw.Draw(mask).rounded_rectangle((0, 0, tile.width - 1, tile.height - 1), radius, fill=255)
-    draw._image.paste(tile, (x0, y0), mask)  # ImageDraw keeps its target image as _image
-    draw.rounded_rectangle(box, radius, outline=NA_GREY, width=1)
+    canvas.paste(tile, (x0, y0), mask)
+    ImageDraw.Draw(canvas).rounded_rectangle(box, radius, outline=NA_GREY, width=1)
 
 
 def _layout(p: _Panel, result: Critique | Comparison | None, title: str | None) -> int:
@@ -275,13 +285,9 @@ def _layout(p: _Panel, result: Critique | Comparison | None, title: str | None) 
         p.advance(p.body, 1.35)
         score_w = round(get_font(p.body).getlength(" 0.00 (100%)")) + 4
         for side, ov in (("A", result.overall_a), ("B", result.overall_b)):
-            p.text(side, p.body, MUTED)
-            p.text(format_overall(ov) if ov is not None else "?", p.body, overall_colour(ov) if ov is not None
-                   else MUTED, x=inner_r, right=True)
-            p.y += round(p.body * 0.3)
-            p.bar(ov, overall_colour(ov), "ok" if ov is not None else "missing", inner_l + label_w,
-                  inner_r - score_w)
-            p.y += round(p.body * 0.55)
+            known = ov is not None
+            p.side_bar(side, format_overall(ov) if known else "?", overall_colour(ov) if known else MUTED, ov,
+                       overall_colour(ov), "ok" if known else "missing", label_w, score_w)
     else:
         p.text("Overall", p.body, MUTED, line=p.title)
         p.text(format_overall(result.overall), p.title, overall_colour(result.overall) if result.overall
@@ -300,14 +306,10 @@ def _layout(p: _Panel, result: Critique | Comparison | None, title: str | None) 
             won = {"A": "A better", "B": "B better", "tie": "tie"}.get(row.winner or "", "")
             p.text(won, p.small, MUTED, x=inner_r, right=True, line=p.body)
             p.advance(p.body, 1.3)
+            sw = round(get_font(p.body).getlength("N/A ")) + 4
             for side, s, st in zip("AB", row.scores, row.states):
-                sw = round(get_font(p.body).getlength("N/A ")) + 4
-                p.text(side, p.body, MUTED)
-                p.text(format_score(s, st), p.body, TEXT if st == "ok" else MUTED, x=inner_r, right=True)
-                p.y += round(p.body * 0.3)
-                p.bar(None if s is None else s / SCORE_MAX, score_colour(s), st, inner_l + label_w,
-                      inner_r - sw)
-                p.y += round(p.body * 0.55)
+                p.side_bar(side, format_score(s, st), TEXT if st == "ok" else MUTED,
+                           None if s is None else s / SCORE_MAX, score_colour(s), st, label_w, sw)
         else:
             st = row.states[0]
             p.text(format_score(row.scores[0], st), p.body, TEXT if st == "ok" else MUTED, x=inner_r,
@@ -327,14 +329,13 @@ def _layout(p: _Panel, result: Critique | Comparison | None, title: str | None) 
 
 
 def _labels(result: Critique | Comparison | None, n: int) -> list[str | None]:
+    """Corner labels of the pictures: from the kind ("Source", "Edited", "A", "B"), else A, B, ..."""
     kind = KINDS.get(getattr(result, "kind", ""))
-    if n == 1 or kind is None or kind.n_images != n:
-        return [None] * n if n == 1 else [chr(ord("A") + i) if n == 2 else str(i + 1) for i in range(n)]
-    out = []
-    for lab in kind.image_labels:
-        words = lab.split()
-        out.append(words[-1] if words[-1] in ("A", "B") else words[0])
-    return out
+    if n == 1:
+        return [None]
+    if kind is None or kind.n_images != n:
+        return [chr(ord("A") + i) for i in range(n)]
+    return [w[-1] if w[-1] in ("A", "B") else w[0] for w in (lab.split() for lab in kind.image_labels)]
 
 
 def _as_images(image: Any) -> list[Image.Image]:
@@ -391,7 +392,7 @@ def render_scorecard(
                                    fill=TEXT)
             draw.text((x + body, body // 2 + round(body * 0.25)), label, font=f, fill="#ffffff")
         x += pic.width + gap
-    _layout(_Panel(draw, pics_w, panel_w, height, lines), critique, title)
+    _layout(_Panel(card, pics_w, panel_w, height, lines), critique, title)
     return card
 
 
