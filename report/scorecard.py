@@ -22,6 +22,7 @@ from ..models.format.aspects import ASPECT_TITLES, KINDS, SCORE_MAX
 from ..models.format.critique import Comparison, Critique
 
 MIN_HEIGHT, MAX_HEIGHT = 512, 1024
+MAX_ASPECT = 4  # widest picture area, in card heights
 MIN_FONT_PX = 14
 
 BG, PANEL_BG, TEXT, MUTED, RULE = "#ffffff", "#f7f8fa", "#1d232b", "#5f6b7a", "#d5dae1"
@@ -356,7 +357,8 @@ def render_scorecard(
 
     ``image`` is one picture, or several shown side by side and labelled by the critique's kind
     (A and B for a Comparison; Source and Edited for an edit critique). The pictures are scaled to
-    their own height clamped to 512-1024 px (aspect kept); ``width`` is the panel width in px
+    their own height clamped to 512-1024 px (aspect kept; pictures wider than 4 card heights in all
+    are shrunk to fit and centred); ``width`` is the panel width in px
     (default: about 30 body-font widths). The panel grows taller than the pictures when its text
     needs it, after shortening the reasons to fewer lines first.
     """
@@ -367,7 +369,10 @@ def render_scorecard(
         )
     pics = _as_images(image)
     height = min(MAX_HEIGHT, max(MIN_HEIGHT, max(p.height for p in pics)))
-    pics = [p.resize((max(1, round(p.width * height / p.height)), height), Image.LANCZOS) for p in pics]
+    # very wide pictures are fitted into MAX_ASPECT x height (centred) so the card stays a sane size
+    total = sum(p.width / p.height for p in pics)
+    pic_h = min(height, round(height * MAX_ASPECT / total))
+    pics = [p.resize((max(1, round(p.width * pic_h / p.height)), max(1, pic_h)), Image.LANCZOS) for p in pics]
     body = font_sizes(height)[0]
     panel_w = int(width) if width else round(body * (34 if isinstance(critique, Comparison) else 30))
     if panel_w < body * 16:
@@ -384,13 +389,14 @@ def render_scorecard(
     draw.line((pics_w, 0, pics_w, card.height), fill=RULE, width=1)
     x = 0
     for pic, label in zip(pics, _labels(critique, len(pics))):
-        card.paste(pic, (x, 0))
+        top = (height - pic.height) // 2
+        card.paste(pic, (x, top))
         if label:
             f = get_font(body)
             tw = round(f.getlength(label))
-            draw.rounded_rectangle((x + body // 2, body // 2, x + body + tw + body // 2, body * 2), body // 3,
-                                   fill=TEXT)
-            draw.text((x + body, body // 2 + round(body * 0.25)), label, font=f, fill="#ffffff")
+            draw.rounded_rectangle((x + body // 2, top + body // 2, x + body + tw + body // 2, top + body * 2),
+                                   body // 3, fill=TEXT)
+            draw.text((x + body, top + body // 2 + round(body * 0.25)), label, font=f, fill="#ffffff")
         x += pic.width + gap
     _layout(_Panel(card, pics_w, panel_w, height, lines), critique, title)
     return card

@@ -72,6 +72,10 @@ def test_picture_scaled_to_standard_height_keeping_aspect():
     assert big.height == 1024
     mid = render_scorecard(picture(700, 700), t2i(), width=500)
     assert mid.size == (700 + 500, 700)
+    wide = render_scorecard(picture(3000, 20), t2i(), width=500)  # 150:1 stays a sane size
+    assert wide.height == 512 and 0.9 * 4 * 512 <= wide.width - 500 <= 1.1 * 4 * 512
+    tiny = render_scorecard(Image.new("RGB", (1, 1), (255, 0, 0)), t2i())
+    assert tiny.size[1] == 512 and tiny.getpixel((10, 10)) == (255, 0, 0)
 
 
 def test_fonts_are_legible_at_512():
