@@ -31,7 +31,7 @@ DEFAULT_REWRITE_INSTRUCTION = (
 
 _RE_THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.S | re.I)
 _RE_LABEL = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?(?:refined|improved|new|rewritten)?\s*(?:prompt|request)"
-                       r"\s*(?:\*\*)?\s*:\s*", re.I)
+                       r"\s*(?:\*\*)?\s*:\s*(?:\*\*)?\s*", re.I)
 
 
 class RefineOptionError(ValueError):
