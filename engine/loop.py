@@ -16,6 +16,7 @@ Decisions (see the README's developer notes):
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
@@ -75,6 +76,7 @@ class LoopConfig:
     rewrite: Callable | None = None  # refine_prompt's rewrite (e.g. make_critic_rewriter(critic))
     token_counter: Callable[[str], int] | None = None
     critic_sees_plain_prompt: bool = True  # show the critic the prompt without ComfyUI syntax
+    keep_critic_resident: bool = True  # run_loop holds critic.resident() (if it has one) for the whole run
 
     def checked(self) -> tuple["LoopConfig", list[str]]:
         """Validate; return a copy with max_iterations clamped, and the clamping messages."""
@@ -295,12 +297,21 @@ def run_loop(
 ) -> LoopResult:
     """Generate, critique and refine until a stop rule fires; return the best result and history.
 
-    ``critic`` is a loaded CriticBackend (anything with its ``critique`` method); it is used as is
-    and never loaded or closed here. Raises LoopInterrupted on cancel (partial result attached),
+    ``critic`` is a loaded CriticBackend (anything with its ``critique`` method); it is never loaded
+    or closed here, and it is held in ``critic.resident()`` (when it has one) for the whole run. Raises LoopInterrupted on cancel (partial result attached),
     GeneratorError when the generator fails before the first image, LoopConfigError for bad options.
     """
     callbacks = callbacks or LoopCallbacks()
     state, config = start(prompt, config)
+    resident = getattr(critic, "resident", None) if config.keep_critic_resident else None
+    # One residency block for the run: the critic is placed on its device once, not once per
+    # iteration (a LocalCritic otherwise offers its model back to the memory manager after each call).
+    with resident() if callable(resident) else contextlib.nullcontext():
+        state = _run(generator, critic, state, config, callbacks)
+    return LoopResult.from_state(state)
+
+
+def _run(generator: Any, critic: Any, state: LoopState, config: LoopConfig, callbacks: LoopCallbacks) -> LoopState:
     source = config.source if config.source is not None else getattr(generator, "source", None)
     name = getattr(generator, "name", None) or type(generator).__name__
     while not state.done:
@@ -335,7 +346,7 @@ def run_loop(
             _check_cancel(state, callbacks, f"while critiquing iteration {i + 1}", force=True)
         if callbacks.on_iteration_end:
             callbacks.on_iteration_end(i, state.history[-1])
-    return LoopResult.from_state(state)
+    return state
 
 
 def _check_cancel(state: LoopState, callbacks: LoopCallbacks, where: str, force: bool = False) -> None:

@@ -5,6 +5,7 @@ answers, so image intake, request building, the cache and the parser all run for
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import zlib
 
@@ -355,3 +356,40 @@ def test_aspect_weights_drive_the_best():
     tf_only = run_loop(PixelGenerator(), ScriptedCritic(script), "a cat",
                        LoopConfig(max_iterations=2, aspect_weights={"physical_quality": 0}))
     assert plain.best_iteration == 1 and tf_only.best_iteration == 0
+
+
+@pytest.mark.slow
+def test_real_tiny_critic_is_placed_once_per_run(tiny_critic_dir):
+    """The real LocalCritic (tiny random Qwen3-VL): one load, and one placement per loop run."""
+    from rationalrewards.models.backends.base import GenerationSettings
+    from rationalrewards.models.backends.local import LocalCritic
+    from rationalrewards.models.backends.local_options import DevicePlacement
+
+    class CountingPlacement(DevicePlacement):
+        """Offloads on release like ComfyUI may; counts how often the model is brought back."""
+
+        def __init__(self):
+            super().__init__("cpu")
+            self.loads = 0
+            self.on_device = False
+
+        def prepare(self, model):
+            if not self.on_device:
+                self.loads += 1
+                self.on_device = True
+            return super().prepare(model)
+
+        def release(self, model):
+            self.on_device = False
+
+    placement = CountingPlacement()
+    critic = LocalCritic.from_pretrained(tiny_critic_dir, device="cpu", memory=placement)
+    cfg = LoopConfig(max_iterations=2, seed_policy="increment",
+                     settings=GenerationSettings(max_new_tokens=4, greedy=True))
+    r = run_loop(PixelGenerator(), critic, "a cat", cfg)
+    assert r.iterations_run == 2 and placement.loads == 1  # random text: unreadable, so it runs to max
+    assert all("could not be read" in e["decision"]["reason"] for e in r.history)
+    placement.loads = 0
+    run_loop(PixelGenerator(), critic, "a dog", dataclasses.replace(cfg, keep_critic_resident=False))
+    assert placement.loads == 2
+    critic.close()
