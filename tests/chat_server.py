@@ -41,7 +41,8 @@ Default answers: a pointwise critique for 1 image (t2i) or 2 images (edit); a pa
 when the request text mentions "Image A" (2 images: pairwise-t2i, 3: pairwise-edit). Scores are
 3.5 / 3.0 (t2i) and the refined request is the instruction plus ", sharp focus, natural lighting".
 
-Run it by hand: ``python tests/chat_server.py --port 8000 --latency 0.5``.
+Run it by hand: ``python tests/chat_server.py --port 8000 --latency 0.5`` (the first line printed is
+the URL; ``--port 0`` picks a free port).
 """
 from __future__ import annotations
 
@@ -362,12 +363,14 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description="Run the test chat-completions server by hand.")
-    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     ap.add_argument("--model", default="rationalrewards")
     ap.add_argument("--latency", type=float, default=0.0)
     args = ap.parse_args()
     with ChatServer(model=args.model, latency=args.latency, port=args.port) as s:
-        print(f"serving {args.model!r} at {s.url} (Ctrl+C stops)")
+        # First line is machine-readable (benchmarks start the server in its own process).
+        print(s.url, flush=True)
+        print(f"serving {args.model!r} at {s.url} (Ctrl+C stops)", flush=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
