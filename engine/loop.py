@@ -27,6 +27,7 @@ from ..models.format.scoring import DEFAULT_THRESHOLD, REFINE_RULES, weighted_ov
 from .history import LoopResult, LoopState
 from .prompt_syntax import plain_text
 from .refine import refine_prompt
+from .select import rank, select_images
 
 MAX_ITERATIONS = 20
 SEED_POLICIES = ("fixed", "increment")
@@ -146,12 +147,10 @@ def batch_size(images: Any) -> int:
 
 
 def select_image(images: Any, index: int) -> Any:
-    """Image ``index`` of a batch, as a batch of one of the same type."""
+    """Image ``index`` of a batch, as a batch of one of the same type (a lone image as is)."""
     shape = getattr(images, "shape", None)
-    if shape is not None and len(shape) == 4:
-        return images[index:index + 1]
-    if isinstance(images, (list, tuple)):
-        return [images[index]]
+    if (shape is not None and len(shape) == 4) or isinstance(images, (list, tuple)):
+        return select_images(images, [index])
     return images
 
 
@@ -211,8 +210,9 @@ def step(
         entry["critique_seconds"] = time.perf_counter() - t0
         return _stop_on_error(state, entry, 0, "critic_error", f"critic failed on iteration {i + 1}: {_describe(e)}")
     entry["critique_seconds"] = time.perf_counter() - t0
+    # Best-of-N's ranking: each image's own weighted overall, earliest first on ties, unscored last.
+    best_k = rank(critiques, weights=config.aspect_weights)[0].index
     overalls = [weighted_overall(c, config.aspect_weights) for c in critiques]
-    best_k = _argmax(overalls)
     crit = critiques[best_k]
     entry.update(best_index=best_k, overall=overalls[best_k], overall_per_image=overalls,
                  scores={k: a.score for k, a in crit.aspects.items()}, critique=crit.to_dict())
@@ -254,15 +254,6 @@ def step(
 
 def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
-
-
-def _argmax(values: list[float | None]) -> int:
-    """Index of the highest score, the earliest on ties; unscored (None) ranks lowest."""
-    best = 0
-    for k, v in enumerate(values):
-        if v is not None and (values[best] is None or v > values[best]):
-            best = k
-    return best
 
 
 def _track_best(state: LoopState, images: Any, k: int, score: float | None, critique: dict | None, i: int) -> bool:

@@ -393,3 +393,16 @@ def test_real_tiny_critic_is_placed_once_per_run(tiny_critic_dir):
     run_loop(PixelGenerator(), critic, "a dog", dataclasses.replace(cfg, keep_critic_resident=False))
     assert placement.loads == 2
     critic.close()
+
+
+def test_pil_list_batches():
+    from PIL import Image
+
+    class PilGenerator:
+        def generate(self, prompt, seed):
+            return [Image.new("RGB", (32, 32), (k * 40, 0, 0)) for k in range(3)]
+
+    r = run_loop(PilGenerator(), ScriptedCritic([[low(0, 1.0), low(0, 2.0), low(0, 2.0)]]), "a cat",
+                 LoopConfig(max_iterations=1))
+    assert r.best_index == 1 and isinstance(r.best_images, list) and len(r.best_images) == 1
+    assert r.best_images[0].getpixel((0, 0)) == (40, 0, 0)
