@@ -4,7 +4,7 @@ One loop logic: ``step`` advances a LoopState by one iteration given the images 
 (critique -> best tracking -> refine decision -> stop rules). The Graph Loop nodes call ``step`` once
 per ComfyUI execution; ``run_loop`` drives a Generator and calls the same ``step``.
 
-Decisions (see the README's developer notes):
+Decisions:
 - Cancel raises ``LoopInterrupted`` (a CritiqueInterrupted, so callers that already stop on it do)
   carrying ``.result``, the LoopResult so far with stop_reason "cancelled". Raising is what a cancel
   means in ComfyUI (downstream nodes must not run); the CLI can still save ``.result``.
@@ -13,6 +13,8 @@ Decisions (see the README's developer notes):
 - Failures after the first image exist end the loop with the best result so far (stop_reason
   "critic_error" / "generator_error", ``error`` set, a history entry saying what failed). A generator
   failing before any image exists raises GeneratorError: there is nothing to hand back.
+- An unchanged prompt with a fixed seed stops the loop ("no_change"): the next iteration would
+  repeat this one exactly (deterministic sampler, seeded critic, critique cache).
 """
 from __future__ import annotations
 
