@@ -221,9 +221,11 @@ class LocalCritic(CriticBackend):
         dev = torch.device(device)
         with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
             torch.manual_seed(int(settings.seed))
+            gc = self.generation_config(settings)
+            extra = gc.update(**self.generate_kwargs)  # generation options go into the config, the rest to the model
             with torch.inference_mode():
-                seqs = self.model.generate(**inputs, generation_config=self.generation_config(settings),
-                                           stopping_criteria=StoppingCriteriaList([watch]), **self.generate_kwargs)
+                seqs = self.model.generate(**inputs, generation_config=gc,
+                                           stopping_criteria=StoppingCriteriaList([watch]), **extra)
         if watch.interrupted:
             raise CritiqueInterrupted(
                 f"critique cancelled after {watch.steps} of {settings.max_new_tokens} tokens")
