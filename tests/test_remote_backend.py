@@ -2,7 +2,6 @@
 key handling, every failure message, retries, ordering under concurrency and cancel."""
 from __future__ import annotations
 
-import io
 import socket
 import sys
 import threading
@@ -17,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from chat_server import ChatServer, default_answer  # noqa: E402
 
 from rationalrewards.models.backends.base import Callbacks, GenerationSettings
-from rationalrewards.models.backends.remote import (RETRY_AFTER_CAP, RemoteCritic, _retry_after,
-                                                    normalize_base_url)
+from rationalrewards.models.backends.remote import RETRY_AFTER_CAP, RemoteCritic, normalize_base_url
+from rationalrewards.models.backends.remote_wire import retry_after
 from rationalrewards.models.errors import CritiqueInterrupted, RemoteCriticError
 from rationalrewards.models.format.critique import Comparison, Critique
 
@@ -267,9 +266,9 @@ def test_retry_after_is_respected(server):
 
 
 def test_retry_after_is_capped():
-    assert _retry_after({"Retry-After": "86400"}, 1.0) == RETRY_AFTER_CAP
-    assert _retry_after({"Retry-After": "soon"}, 1.5) == 1.5
-    assert _retry_after({}, 0.7) == 0.7
+    assert retry_after({"Retry-After": "86400"}, 1.0) == RETRY_AFTER_CAP
+    assert retry_after({"Retry-After": "soon"}, 1.5) == 1.5
+    assert retry_after({}, 0.7) == 0.7
 
 
 def test_5xx_exhausts_retries_with_a_clear_error(server):

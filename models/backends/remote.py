@@ -5,12 +5,10 @@ speak the same protocol. This backend sends the same messages the local backend 
 base64 PNG data URLs, in the same order and within the same pixel budget) and gets text back; the
 base class parses it. Only the standard library is used (http.client + threads): no new dependency.
 
-URL rule: ``base_url`` is the API root. Trailing slashes and a trailing ``/chat/completions`` are
-dropped, ``http://`` is added when no scheme is given, and ``/v1`` is appended when the last path
-segment is not a version segment (``v1``, ``v2``, ...). So ``http://host:8000``,
-``http://host:8000/`` and ``http://host:8000/v1`` all mean ``http://host:8000/v1``, and
-``https://openrouter.ai/api/v1`` stays as it is. Proxy environment variables are not used (local
-servers behind a corporate ``HTTP_PROXY`` would otherwise break).
+URL rule (see remote_wire.normalize_base_url): ``http://host:8000``, ``http://host:8000/`` and
+``http://host:8000/v1`` all mean ``http://host:8000/v1``; a trailing ``/chat/completions`` is
+dropped. Proxy environment variables are not used (local servers behind a corporate
+``HTTP_PROXY`` would otherwise break).
 
 Concurrency: one daemon thread per in-flight request, at most ``max_concurrency`` at a time, results
 back in input order. Callbacks are called from the caller's thread only. Cancel (``is_interrupted``
@@ -19,10 +17,7 @@ mean a hung server can neither block the caller nor interpreter exit.
 """
 from __future__ import annotations
 
-import base64
-import email.utils
 import http.client
-import io
 import json
 import os
 import queue
@@ -36,36 +31,15 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 from ..errors import RemoteCriticError
-from ..images import to_pil
 from .base import Callbacks, CriticBackend, Generation, GenerationSettings
+from .remote_wire import (RETRY_AFTER_CAP, normalize_base_url, png_base64, retry_after, server_message, snippet,
+                          to_openai_messages)
 
-#: Longest wait a server's Retry-After header may impose on one retry (a misconfigured proxy can
-#: ask for hours; the user would see a frozen queue).
-RETRY_AFTER_CAP = 30.0
+__all__ = ["RemoteCritic", "normalize_base_url", "to_openai_messages", "png_base64", "RETRY_AFTER_CAP"]
+
 #: How often the caller's thread checks the interrupt callback while requests are in flight.
 POLL_SECONDS = 0.1
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_VERSION_SEGMENT = re.compile(r"^v\d+$")
-
-
-def normalize_base_url(base_url: str) -> str:
-    """Apply the URL rule in the module docstring; raise RemoteCriticError for an unusable URL."""
-    if not isinstance(base_url, str) or not base_url.strip():
-        raise RemoteCriticError("base_url is empty: enter the server's address, e.g. http://127.0.0.1:8000/v1")
-    url = base_url.strip()
-    if "://" not in url:
-        url = "http://" + url
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RemoteCriticError(
-            f"base_url {base_url!r} is not an http(s) address; use e.g. http://127.0.0.1:8000/v1"
-        )
-    path = parts.path.rstrip("/")
-    if path.endswith("/chat/completions"):
-        path = path[: -len("/chat/completions")]
-    if not _VERSION_SEGMENT.match(path.rsplit("/", 1)[-1]):
-        path += "/v1"
-    return f"{parts.scheme}://{parts.netloc}{path}"
 
 
 class _Cancelled(Exception):
@@ -245,7 +219,7 @@ class RemoteCritic(CriticBackend):
             if status == 200:
                 return self._generation(rb, time.perf_counter() - t0)
             if (status == 429 or status >= 500) and not last_try:
-                self._sleep(_retry_after(rh, self.backoff * 2 ** attempt), cancel)
+                self._sleep(retry_after(rh, self.backoff * 2 ** attempt), cancel)
                 continue
             err = self._http_error(status, rh, rb, "/chat/completions")
             if status == 429 or status >= 500:
@@ -263,7 +237,7 @@ class RemoteCritic(CriticBackend):
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise RemoteCriticError(
-                f"{self._where()} answered JSON without 'choices' (got {_snippet(body)}); "
+                f"{self._where()} answered JSON without 'choices' (got {snippet(body)}); "
                 "is base_url an OpenAI-compatible chat-completions API?"
             )
         choice = choices[0]
@@ -347,12 +321,12 @@ class RemoteCritic(CriticBackend):
             return json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise RemoteCriticError(
-                f"{self._where()} answered something that is not JSON ({_snippet(body)}); base_url must point at "
+                f"{self._where()} answered something that is not JSON ({snippet(body)}); base_url must point at "
                 "an OpenAI-compatible API (usually ending in /v1), not a web page or proxy login"
             ) from None
 
     def _http_error(self, status: int, headers, body: bytes, path: str) -> RemoteCriticError:
-        said = _server_message(body)
+        said = server_message(body)
         where = self._where()
         if status in (401, 403):
             fix = (f"check the key in the environment variable {self.api_key_env}" if self.api_key_env else
@@ -402,73 +376,3 @@ def _shutdown(conn: http.client.HTTPConnection) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-
-
-def _retry_after(headers, default: float) -> float:
-    value = headers.get("Retry-After") if headers is not None else None
-    if not value:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return default
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
-
-
-def _server_message(body: bytes) -> str:
-    """The error text of an OpenAI/vLLM/FastAPI error body, else the start of the body."""
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return _snippet(body)
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        for key in ("message", "detail", "error"):
-            if data.get(key):
-                return str(data[key])
-    return _snippet(body)
-
-
-def _snippet(body: bytes, limit: int = 200) -> str:
-    text = body.decode("utf-8", "replace").strip().replace("\n", " ")
-    if not text:
-        return "an empty body"
-    return repr(text[:limit] + ("..." if len(text) > limit else ""))
-
-
-def to_openai_messages(chat: list[dict[str, Any]], max_pixels: int | None = None) -> list[dict[str, Any]]:
-    """Our chat messages -> OpenAI chat format: images become base64 PNG data URLs, in order.
-
-    Text-only contents are sent as a plain string, which every OpenAI-compatible server accepts.
-    """
-    out = []
-    for m in chat:
-        content = m.get("content")
-        if isinstance(content, list):
-            parts = []
-            for p in content:
-                if p.get("type") == "image":
-                    url = "data:image/png;base64," + png_base64(to_pil(p["image"], "image", max_pixels))
-                    parts.append({"type": "image_url", "image_url": {"url": url}})
-                elif p.get("type") == "text":
-                    parts.append({"type": "text", "text": p.get("text", "")})
-                else:
-                    raise RemoteCriticError(f"message part of type {p.get('type')!r} cannot be sent to a remote critic")
-            if all(p["type"] == "text" for p in parts):
-                content = "".join(p["text"] for p in parts)
-            else:
-                content = parts
-        out.append({"role": m.get("role", "user"), "content": content})
-    return out
-
-
-def png_base64(image) -> str:
-    """Base64 of a lossless PNG of an RGB PIL image (fast compression: bytes are cheap on a LAN)."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
