@@ -1,0 +1,97 @@
+"""Inputs and conversions several nodes share: generation settings, prompts, list-input unwrapping."""
+from __future__ import annotations
+
+from typing import Any
+
+from comfy_api.latest import io
+
+from ..models.backends.base import GenerationSettings
+from ..models.format.aspects import ASPECT_TITLES
+from ..models.format.critique import Comparison, Critique
+from .types import float_score
+
+
+def generation_inputs() -> list:
+    """Seed and generation settings (upstream defaults: temperature 0.1, 2048 new tokens)."""
+    return [
+        io.Int.Input("seed", default=42, min=0, max=0xFFFFFFFF, control_after_generate=False,
+                     tooltip="Sampling seed of the critic; the same image, prompt and seed give the same critique "
+                     "(and hit the critique cache)."),
+        io.Int.Input("max_new_tokens", default=2048, min=64, max=32768, step=64,
+                     tooltip="Longest critique in tokens. A critique cut at this limit is flagged (cut_off) and "
+                     "its refined prompt is not used; raise it if that happens."),
+        io.Float.Input("temperature", default=0.1, min=0.0, max=2.0, step=0.05,
+                       tooltip="0.1 as upstream; 0 decodes greedily (deterministic; batches then equal single runs)."),
+        io.String.Input("template", default="", optional=True,
+                        tooltip="Optional path of your own request template file (see README); empty: the built-in "
+                        "one for the kind of critique."),
+    ]
+
+
+def settings_from(seed: int, max_new_tokens: int, temperature: float) -> GenerationSettings:
+    return GenerationSettings(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
+                              greedy=float(temperature) == 0.0, seed=int(seed))
+
+
+def first(value: Any) -> Any:
+    """A widget value from an is_input_list node arrives as a one-item list."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
+def cat_images(images: Any) -> Any:
+    """An IMAGE input of an is_input_list node: one batch tensor, or several to concatenate."""
+    import torch
+
+    if isinstance(images, list):
+        images = [i for i in images if i is not None]
+        if not images:
+            return None
+        if len(images) == 1:
+            return images[0]
+        try:
+            return torch.cat(list(images), dim=0)
+        except RuntimeError:
+            return [im for batch in images for im in batch]  # sizes differ: keep each image on its own
+    return images
+
+
+def template_arg(template: Any) -> str | None:
+    t = first(template)
+    return t.strip() if isinstance(t, str) and t.strip() else None
+
+
+def score_summary(c: Critique | Comparison) -> str:
+    """One short block for the node face: per-aspect scores, overall, problems."""
+    lines = []
+    if isinstance(c, Comparison):
+        for name, a in c.aspects.items():
+            sa = "N/A" if a.not_applicable else _num(a.score_a)
+            sb = "N/A" if a.not_applicable else _num(a.score_b)
+            lines.append(f"{ASPECT_TITLES[name]}: A {sa} | B {sb}" + (f" -> {a.winner}" if a.winner else ""))
+        lines.append(f"overall: A {_pct(c.overall_a)} | B {_pct(c.overall_b)} -> winner {c.winner or 'unknown'}")
+    else:
+        for name, a in c.aspects.items():
+            lines.append(f"{ASPECT_TITLES[name]}: {'N/A' if a.not_applicable else _num(a.score)}")
+        lines.append(f"overall: {_pct(c.overall)}"
+                     + ("" if c.needs_refinement is None else
+                        ("  (needs refinement)" if c.needs_refinement else "  (good)")))
+    if c.problems:
+        lines.append(f"{len(c.problems)} problem(s): " + "; ".join(p.split(':', 1)[0] for p in c.problems))
+    return "\n".join(lines)
+
+
+def _num(v: float | None) -> str:
+    return "?" if v is None else f"{v:g}"
+
+
+def _pct(v: float | None) -> str:
+    return "?" if v is None else f"{v:.2f}"
+
+
+def aspect_float(c: Critique, name: str) -> float:
+    a = c.aspects.get(name)
+    if a is None:  # e.g. image_faithfulness of a text-to-image critique
+        return float_score(None, True)
+    return float_score(a.score, a.not_applicable)

@@ -1,0 +1,25 @@
+"""The extension ComfyUI loads: it registers the model folder and lists the pack's nodes."""
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension
+
+from . import host
+from .critic import CompareNode, CriticNode
+from .loader import ModelLoader, RemoteCriticNode
+from .refine import PromptRefinerNode
+from .scorecard import SaveWithCritiqueNode, ScoreCardNode
+from .select import BestOfNNode
+
+NODES = [ModelLoader, RemoteCriticNode, CriticNode, CompareNode, PromptRefinerNode, BestOfNNode, ScoreCardNode,
+         SaveWithCritiqueNode]
+
+
+class RationalRewardsExtension(ComfyExtension):
+    """ComfyUI-RationalRewards: critic, prompt refiner, best-of-N, score cards and refinement loops."""
+
+    def __init__(self) -> None:
+        # In 0.3.64 on_load() is not called, so the folder is registered here, at load time.
+        host.register_model_folder()
+
+    async def get_node_list(self):
+        return list(NODES)

@@ -1,0 +1,163 @@
+"""The few ComfyUI services the nodes use, in one place: interrupt, progress, streamed text, the model
+folder, and the memory manager placement for the local critic. All ComfyUI imports are lazy."""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import torch
+
+from ..models.backends.base import Callbacks
+from ..models.backends.local_options import DevicePlacement
+from ..models.errors import CritiqueInterrupted
+
+FOLDER_NAME = "rationalrewards"
+#: Stream the critique onto the node at most every this many tokens (each message is a websocket send).
+STREAM_EVERY_TOKENS = 8
+
+
+def register_model_folder() -> list[str]:
+    """Add ``models/rationalrewards`` to ComfyUI's folder registry, merging with whatever
+    extra_model_paths.yaml already declared for that name (never overwriting it). Returns the roots."""
+    import folder_paths
+
+    default = os.path.join(folder_paths.models_dir, FOLDER_NAME)
+    if FOLDER_NAME in folder_paths.folder_names_and_paths:
+        paths = folder_paths.folder_names_and_paths[FOLDER_NAME][0]
+        if default not in paths:
+            folder_paths.add_model_folder_path(FOLDER_NAME, default)
+    else:
+        folder_paths.folder_names_and_paths[FOLDER_NAME] = ([default], set())
+    return folder_paths.get_folder_paths(FOLDER_NAME)
+
+
+def model_roots() -> list[str]:
+    """Every folder registered as ``rationalrewards`` (registering the default first)."""
+    return register_model_folder()
+
+
+def is_interrupted() -> bool:
+    import comfy.model_management as mm
+
+    return bool(mm.processing_interrupted())
+
+
+def raise_interrupt() -> None:
+    """Turn our CritiqueInterrupted into ComfyUI's own clean interrupt."""
+    import comfy.model_management as mm
+
+    mm.throw_exception_if_processing_interrupted()
+    raise mm.InterruptProcessingException()
+
+
+def send_text(node_id: str | None, text: str) -> None:
+    """Show text on the node (PromptServer.send_progress_text); silently skipped without a server."""
+    if not node_id:
+        return
+    try:
+        from server import PromptServer
+
+        if PromptServer.instance is not None:
+            PromptServer.instance.send_progress_text(text, node_id)
+    except Exception:  # a UI message must never fail the critique
+        pass
+
+
+def node_callbacks(node_id: str | None, n_items: int, header: Callable[[int], str] | None = None) -> Callbacks:
+    """Callbacks that move the node's progress bar, stream the answer onto the node and poll Cancel."""
+    import comfy.utils
+
+    bar = comfy.utils.ProgressBar(max(1, n_items), node_id=node_id)
+    last = {"tokens": -STREAM_EVERY_TOKENS}
+
+    def on_text(i: int, text: str) -> None:
+        n = len(text)
+        if n - last["tokens"] < STREAM_EVERY_TOKENS * 3:
+            return
+        last["tokens"] = n
+        prefix = header(i) if header else (f"image {i + 1}/{n_items}\n" if n_items > 1 else "")
+        send_text(node_id, prefix + text)
+
+    def on_item(done: int, total: int) -> None:
+        last["tokens"] = -STREAM_EVERY_TOKENS
+        bar.update_absolute(done, total)
+
+    return Callbacks(on_text=on_text, on_item=on_item, is_interrupted=is_interrupted)
+
+
+class _Holder(torch.nn.Module):
+    """A plain module around the HF model: ModelPatcher assigns ``.device``, which HF models refuse."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+
+class ComfyPlacement(DevicePlacement):
+    """The local critic under ComfyUI's memory manager.
+
+    The weights load on the offload device (CPU); on every ``prepare`` the model is (re)loaded with
+    ``load_models_gpu([patcher], force_full_load=True)``, so ComfyUI can move it out for a diffusion
+    model and bring it back. ``keep_resident=False`` unloads it after each use; True leaves it to
+    ComfyUI, which frees it only when another model needs the memory.
+    """
+
+    def __init__(self, keep_resident: bool = True, device: str = "auto"):
+        import comfy.model_management as mm
+
+        load = mm.get_torch_device() if device == "auto" else torch.device("cpu")
+        super().__init__(str(load))
+        self.load_device = load
+        self.offload_device = mm.unet_offload_device() if device == "auto" else torch.device("cpu")
+        self.keep_resident = keep_resident
+        self.patcher = None
+
+    @property
+    def initial_device(self) -> str:
+        return str(self.offload_device)
+
+    def _patcher(self, model):
+        if self.patcher is None:
+            import comfy.model_management as mm
+            from comfy.model_patcher import ModelPatcher
+
+            holder = _Holder(model)
+            self.patcher = ModelPatcher(holder, load_device=self.load_device, offload_device=self.offload_device,
+                                        size=mm.module_size(holder))
+        return self.patcher
+
+    def prepare(self, model):
+        import comfy.model_management as mm
+
+        patcher = self._patcher(model)
+        mm.load_models_gpu([patcher], force_full_load=True)
+        return patcher.load_device
+
+    def release(self, model) -> None:
+        if not self.keep_resident:
+            self._unload()
+
+    def close(self, model) -> None:
+        self._unload()
+        self.patcher = None
+
+    def _unload(self) -> None:
+        """Take our patcher out of ComfyUI's loaded models (0.3.64 has no per-model unload helper)."""
+        if self.patcher is None:
+            return
+        import comfy.model_management as mm
+
+        for i, loaded in enumerate(list(mm.current_loaded_models)):
+            if loaded.model is self.patcher:
+                loaded.model_unload()
+                mm.current_loaded_models.pop(i)
+                break
+        mm.soft_empty_cache()
+
+
+def run_interruptible(fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; a CritiqueInterrupted becomes ComfyUI's InterruptProcessingException."""
+    try:
+        return fn()
+    except CritiqueInterrupted:
+        raise_interrupt()

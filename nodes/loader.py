@@ -1,0 +1,106 @@
+"""Model Loader (local transformers critic) and Remote Critic (OpenAI-compatible server) nodes."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..models.backends.local import LocalCritic
+from ..models.backends.remote import RemoteCritic
+from ..models.store import KNOWN_REPOS, list_model_dirs, resolve_model
+from . import host
+from .types import CATEGORY, Critic
+
+
+def model_choices() -> list[str]:
+    """Folders under every registered ``rationalrewards`` root, then the downloadable repo ids."""
+    found = list_model_dirs(host.model_roots())
+    return found + [r for r in KNOWN_REPOS if r not in found]
+
+
+class ModelLoader(io.ComfyNode):
+    """Load RationalRewards in this ComfyUI process, under ComfyUI's memory manager."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        choices = model_choices()
+        return io.Schema(
+            node_id="RationalRewardsModelLoader",
+            display_name="RationalRewards Model Loader",
+            category=f"{CATEGORY}/loaders",
+            description="Loads a RationalRewards critic (Hugging Face folder under models/rationalrewards, "
+            "or a repo id downloaded there once) and hands it to ComfyUI's memory manager, so it makes room "
+            "for your checkpoint and comes back when needed.",
+            inputs=[
+                io.Combo.Input("model", options=choices, default=choices[0] if choices else None,
+                               tooltip="A folder under models/rationalrewards (any folder with config.json), or "
+                               "TIGER-Lab/RationalRewards-8B-T2I / -Edit to download it there on first use "
+                               "(never again once the files are there; set HF_HUB_OFFLINE=1 to forbid downloads)."),
+                io.Combo.Input("dtype", options=["auto", "bf16", "fp16", "fp32"], default="auto",
+                               tooltip="Weights precision. auto: bf16 where the GPU supports it, else fp16; fp32 on CPU."),
+                io.Combo.Input("attention", options=["sdpa", "eager", "flash_attention_2"], default="sdpa",
+                               tooltip="Attention kernel. sdpa works everywhere; flash_attention_2 needs the "
+                               "flash-attn package and a CUDA GPU."),
+                io.Combo.Input("quantization", options=["none", "8bit", "4bit"], default="none",
+                               tooltip="bitsandbytes quantization of the language model (~9 GB in 8-bit, ~6 GB in "
+                               "4-bit instead of ~17.5 GB); the vision tower stays 16-bit. Needs CUDA + bitsandbytes."),
+                io.Combo.Input("device", options=["auto", "cpu"], default="auto",
+                               tooltip="auto: ComfyUI's GPU; cpu: run the critic on the CPU (slow, but leaves VRAM free)."),
+                io.Boolean.Input("keep_resident", default=True,
+                                 tooltip="Keep the critic loaded between uses (ComfyUI still frees it when a "
+                                 "diffusion model needs the memory). Off: unload after every critique."),
+                io.Int.Input("batch_size", default=4, min=1, max=32,
+                             tooltip="Images critiqued together in one GPU pass. Larger is faster but needs more VRAM."),
+            ],
+            outputs=[Critic.Output(
+                "critic", display_name="critic", tooltip="The loaded critic; connect it to Critic, Compare, "
+                "Best-of-N, Prompt Refiner or a loop node.")],
+        )
+
+    @classmethod
+    def execute(cls, model, dtype, attention, quantization, device, keep_resident, batch_size) -> io.NodeOutput:
+        roots = host.model_roots()
+        folder = resolve_model(model, roots, download_root=roots[0])
+        critic = LocalCritic.from_pretrained(
+            folder, dtype=dtype, attention=attention, quantization=quantization, device=device,
+            batch_size=batch_size, memory=host.ComfyPlacement(keep_resident=keep_resident, device=device),
+        )
+        return io.NodeOutput(critic)
+
+
+class RemoteCriticNode(io.ComfyNode):
+    """A critic answered by an OpenAI-compatible server (vLLM, SGLang, LM Studio, Ollama)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RationalRewardsRemoteCritic",
+            display_name="RationalRewards Remote Critic",
+            category=f"{CATEGORY}/loaders",
+            description="Uses RationalRewards served elsewhere (e.g. `vllm serve`) through the OpenAI-compatible "
+            "chat API, so the 8B critic does not share your GPU with the checkpoint. Outputs the same critic "
+            "as the Model Loader.",
+            inputs=[
+                io.String.Input("base_url", default="http://127.0.0.1:6868/v1",
+                                tooltip="Server address, e.g. http://127.0.0.1:6868/v1 (/v1 is added when missing)."),
+                io.String.Input("model", default="Qwen3-VL-8B-Instruct",
+                                tooltip="Model name as the server knows it (vLLM's --served-model-name)."),
+                io.String.Input("api_key_env", default="",
+                                tooltip="NAME of the environment variable holding the API key (e.g. "
+                                "RATIONALREWARDS_API_KEY). The key itself never goes into the workflow or PNGs. "
+                                "Empty: no key."),
+                io.Float.Input("timeout", default=120.0, min=1.0, max=3600.0, step=1.0,
+                               tooltip="Seconds to wait for the server's answer to one image."),
+                io.Int.Input("retries", default=3, min=0, max=10,
+                             tooltip="Retries after HTTP 429, 5xx or a dropped connection, with growing waits."),
+                io.Int.Input("max_concurrency", default=4, min=1, max=64,
+                             tooltip="Images sent to the server at once (a batch goes out as parallel requests)."),
+            ],
+            outputs=[Critic.Output(
+                "critic", display_name="critic", tooltip="The remote critic; works wherever a critic is accepted.")],
+        )
+
+    @classmethod
+    def execute(cls, base_url, model, api_key_env, timeout, retries, max_concurrency) -> io.NodeOutput:
+        return io.NodeOutput(RemoteCritic(
+            base_url, model, api_key_env=api_key_env.strip() or None, timeout=timeout, retries=retries,
+            max_concurrency=max_concurrency,
+        ))

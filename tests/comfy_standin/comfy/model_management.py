@@ -1,0 +1,89 @@
+"""Stand-in for comfy.model_management (0.3.64 signatures), CPU only."""
+import torch
+
+from standin_log import interrupted, record
+
+current_loaded_models = []
+
+
+class InterruptProcessingException(Exception):
+    pass
+
+
+def get_torch_device():
+    return torch.device("cpu")
+
+
+def unet_offload_device():
+    return torch.device("cpu")
+
+
+def text_encoder_offload_device():
+    return torch.device("cpu")
+
+
+def intermediate_device():
+    return torch.device("cpu")
+
+
+def module_size(module):
+    return sum(t.nelement() * t.element_size() for t in module.state_dict().values())
+
+
+def should_use_bf16(device=None, model_params=0, prioritize_performance=True, manual_cast=False):
+    return False
+
+
+def should_use_fp16(device=None, model_params=0, prioritize_performance=True, manual_cast=False):
+    return False
+
+
+def free_memory(memory_required, device, keep_loaded=[]):
+    record("free_memory", memory_required=memory_required)
+
+
+class LoadedModel:
+    def __init__(self, model):
+        self.model = model
+        self.device = model.load_device
+
+    def model_unload(self, memory_to_free=None, unpatch_weights=True):
+        record("model_unload", model=self.model)
+        self.model.detach(unpatch_weights)
+        return True
+
+
+def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
+                    force_full_load=False):
+    record("load_models_gpu", models=list(models), memory_required=memory_required, force_full_load=force_full_load)
+    for m in models:
+        if not any(lm.model is m for lm in current_loaded_models):
+            current_loaded_models.insert(0, LoadedModel(m))
+            m.model.to(m.load_device)
+
+
+def load_model_gpu(model):
+    return load_models_gpu([model])
+
+
+def soft_empty_cache(force=False):
+    record("soft_empty_cache")
+
+
+def unload_all_models():
+    record("unload_all_models")
+    current_loaded_models.clear()
+
+
+def interrupt_current_processing(value=True):
+    interrupted["value"] = value
+
+
+def processing_interrupted():
+    return interrupted["value"]
+
+
+def throw_exception_if_processing_interrupted():
+    if interrupted["value"]:
+        interrupted["value"] = False
+        raise InterruptProcessingException()
