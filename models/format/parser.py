@@ -109,6 +109,9 @@ def _split_sections(text: str) -> _Sections:
         if not c:
             _append(s, state, "")
             continue
+        if ":" not in c and c[0] != "#" and not c[0].isdigit() and c[0] not in "TtIiPpVv":
+            _append(s, state, raw.rstrip())  # plain prose: no heading or field can start here
+            continue
         m = _RE_REFINED.match(c)
         if m:
             s.has_refined = True
@@ -214,6 +217,11 @@ def _parse_block(block: _Block, pairwise: bool, problems: list[str]) -> _Fields:
         raw = lines[i]
         c = _clean(raw)
         i += 1
+        if ":" not in c:  # every field line ("Score:", "Justification:", "Winner:") has a colon
+            if in_just or not just:
+                if c or just:
+                    just.append(raw.strip())
+            continue
         m = _RE_SCORE.match(c)
         if m:
             in_just = False
