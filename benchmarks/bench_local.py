@@ -10,7 +10,8 @@ so both sides generate exactly the same number of tokens):
       also with streaming callbacks (on_text/on_tokens/is_interrupted) on;
   (b) a batch of 4 images in one generate call (batch_size 4) against 4 single calls (batch_size 1);
   (c) peak resident memory (ru_maxrss) after import, after loading, after the runs.
-Runs are interleaved and the median is reported, because the machine may be shared.
+Runs are interleaved and the median is reported. With --threads 1 (default) the clock is the process's CPU
+time, which stays meaningful when other jobs share the cores; --threads N measures wall time.
 """
 from __future__ import annotations
 
@@ -39,11 +40,15 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=512, help="image side in pixels (square)")
     ap.add_argument("--critic", help="critic folder (default: build the tiny one in a temp dir)")
     ap.add_argument("--json", help="write the figures here as JSON")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: CPU seconds then measure work, even on a shared machine)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
     from PIL import Image
+
+    torch.set_num_threads(args.threads)
 
     from rationalrewards.models.backends.base import Callbacks, GenerationSettings
     from rationalrewards.models.backends.local import LocalCritic
@@ -82,20 +87,61 @@ def main() -> int:
 
     streamed = Callbacks(on_text=lambda i, t: None, on_tokens=lambda d, t: None, is_interrupted=lambda: False)
 
+    clock = time.process_time if args.threads == 1 else time.perf_counter
+
     def timed(fn):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        return time.perf_counter() - t0
+        return clock() - t0
+
+    # Also time model.generate itself, so the work around it (the backend's own cost) is measured apart
+    # from the model's, which dominates and carries most of the noise of a shared machine ...
+    inner = {"s": 0.0}
+    real_generate = model.generate
+
+    def timed_generate(*a, **k):
+        t0 = clock()
+        try:
+            return real_generate(*a, **k)
+        finally:
+            inner["s"] += clock() - t0
+
+    model.generate = timed_generate
+    # ... except the backend's per-token hook (interrupt poll, progress, streaming), which runs inside it
+    from rationalrewards.models.backends import local as local_mod
+
+    real_watch = local_mod._Watch.__call__
+
+    def timed_watch(self, *a, **k):
+        t0 = clock()
+        try:
+            return real_watch(self, *a, **k)
+        finally:
+            inner["s"] -= clock() - t0  # counted as the backend's, not the model's
+
+    local_mod._Watch.__call__ = timed_watch
+
+    def timed_split(fn):
+        inner["s"] = 0.0
+        total = timed(fn)
+        return total, total - inner["s"]
 
     # warm-up (first calls allocate and initialise kernels)
     assert bare(pils[0]) == backend(pils[0]), "backend and bare generate disagree under greedy decoding"
-    times = {"bare": [], "backend": [], "backend_streaming": []}
-    for _ in range(args.reps):
+    runs = {"bare": lambda pil: bare(pil), "backend": lambda pil: backend(pil),
+            "backend_streaming": lambda pil: backend(pil, streamed)}
+    times = {k: [] for k in runs}
+    outside = {k: [] for k in runs}
+    order = list(runs)
+    for rep in range(args.reps):
         for pil in pils[:2]:
-            times["bare"].append(timed(lambda: bare(pil)))
-            times["backend"].append(timed(lambda: backend(pil)))
-            times["backend_streaming"].append(timed(lambda: backend(pil, streamed)))
+            for k in order:  # rotate the order: no path always runs first or last
+                total, out = timed_split(lambda: runs[k](pil))
+                times[k].append(total)
+                outside[k].append(out)
+            order = order[1:] + order[:1]
     med = {k: statistics.median(v) for k, v in times.items()}
+    omed = {k: statistics.median(v) for k, v in outside.items()}
 
     batch = {"batch4": [], "single4": []}
     for _ in range(max(2, args.reps // 2)):
@@ -111,9 +157,13 @@ def main() -> int:
         "machine": f"{os.cpu_count()}-core CPU, no GPU, load average {os.getloadavg()[0]:.1f} at the end",
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "prompt_tokens": int(enc["input_ids"].shape[1]), "new_tokens": n_new, "image": f"{args.size}x{args.size}",
-        "reps": args.reps,
+        "reps": args.reps, "threads": args.threads,
+        "clock": "process CPU seconds" if args.threads == 1 else "wall seconds",
         "bare_generate_s": round(med["bare"], 4), "backend_critique_s": round(med["backend"], 4),
         "backend_overhead_pct": round(100 * (med["backend"] / med["bare"] - 1), 2),
+        "outside_generate_s": {k: round(v, 4) for k, v in omed.items()},
+        "backend_own_cost_pct": round(100 * (omed["backend"] - omed["bare"]) / med["bare"], 2),
+        "streaming_own_cost_pct": round(100 * (omed["backend_streaming"] - omed["bare"]) / med["bare"], 2),
         "backend_streaming_s": round(med["backend_streaming"], 4),
         "streaming_overhead_pct": round(100 * (med["backend_streaming"] / med["bare"] - 1), 2),
         "batch4_s": round(bmed["batch4"], 4), "single4_s": round(bmed["single4"], 4),
