@@ -111,6 +111,8 @@ def test_repo_id_downloads_once_into_root(hub_repo, tmp_path, monkeypatch):
     validate_model_dir(got)
     # complete now: never downloaded again, even listed by list_model_dirs
     assert resolve_model(REPO, [root], downloader=hub) == got
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline is fine once the files are there
+    assert resolve_model(REPO, [root], downloader=hub) == got
     assert len(hub.calls) == 1
     assert repo_folder_name(REPO) in list_model_dirs([root])
 

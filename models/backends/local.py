@@ -27,7 +27,7 @@ from typing import Any, Sequence
 from ..errors import CriticError, CritiqueInterrupted, ModelFolderError, OptionError
 from ..store import validate_model_dir
 from .base import Callbacks, CriticBackend, Generation, GenerationSettings
-from .local_options import DevicePlacement, LoadOptions, quantization_config, resolve_options
+from .local_options import DevicePlacement, LoadOptions, module_available, quantization_config, resolve_options
 
 
 def _dtype_kwarg() -> str:
@@ -115,6 +115,9 @@ class LocalCritic(CriticBackend):
         if qcfg is not None:
             # bitsandbytes weights are placed once, on the GPU, and cannot be moved afterwards
             kwargs.update(quantization_config=qcfg, device_map={"": options.device})
+        elif str(memory.initial_device) != "cpu" and module_available("accelerate"):
+            # straight onto the GPU: no second 17.5 GB copy in RAM, no CPU->GPU pass afterwards
+            kwargs["device_map"] = {"": str(memory.initial_device)}
         try:
             model = model_cls.from_pretrained(str(folder), **kwargs)
             processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
