@@ -6,12 +6,14 @@ from comfy_api.latest import ComfyExtension
 from . import host
 from .critic import CompareNode, CriticNode
 from .loader import ModelLoader, RemoteCriticNode
+from .loop_graph import LoopEndNode, LoopStartNode
+from .loop_simple import SimpleLoopNode
 from .refine import PromptRefinerNode
 from .scorecard import SaveWithCritiqueNode, ScoreCardNode
 from .select import BestOfNNode
 
 NODES = [ModelLoader, RemoteCriticNode, CriticNode, CompareNode, PromptRefinerNode, BestOfNNode, ScoreCardNode,
-         SaveWithCritiqueNode]
+         SaveWithCritiqueNode, SimpleLoopNode, LoopStartNode, LoopEndNode]
 
 
 class RationalRewardsExtension(ComfyExtension):
