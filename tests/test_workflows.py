@@ -1,0 +1,177 @@
+"""The drag-and-drop workflows (workflows/, example_workflows/) open in ComfyUI without missing nodes, with
+widget values that fit each node's inputs and links whose types agree (tests/workflow_check.py).
+
+Core nodes are checked against the definitions recorded from ComfyUI 0.3.64's /object_info
+(tests/fixtures/core_object_info.json), the pack's nodes against their define_schema() via the stand-in.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workflow_check import check_workflow, input_specs, is_widget, load_core, type_name, widget_layout  # noqa: E402
+
+EXPECTED = ["critique_image", "t2i_one_refine_step", "simple_loop_early_stop", "graph_loop_flux_t2i",
+            "graph_loop_qwen_image_edit", "best_of_n", "pairwise_ab", "simple_loop_remote"]
+FILES = sorted((ROOT / "workflows").glob("*.json")) + sorted((ROOT / "example_workflows").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def defs(comfy):
+    from workflow_check import pack_defs
+
+    return load_core() | pack_defs()
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def nodes_of(wf: dict, ntype: str) -> list[dict]:
+    return [n for n in wf["nodes"] if n["type"] == ntype]
+
+
+def test_every_expected_workflow_is_there():
+    for folder in ("workflows", "example_workflows"):
+        assert sorted(p.stem for p in (ROOT / folder).glob("*.json")) == sorted(EXPECTED), folder
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_workflow_is_valid(path, defs):
+    wf = load(path)
+    assert wf["version"] == 0.4
+    assert check_workflow(wf, defs) == []
+
+
+def test_examples_equal_workflows_and_have_thumbnails():
+    from PIL import Image
+
+    for stem in EXPECTED:
+        assert (ROOT / "example_workflows" / f"{stem}.json").read_bytes() == \
+            (ROOT / "workflows" / f"{stem}.json").read_bytes(), stem
+        jpg = ROOT / "example_workflows" / f"{stem}.jpg"
+        assert jpg.stat().st_size < 100_000, stem
+        with Image.open(jpg) as im:
+            assert im.format == "JPEG" and min(im.size) >= 128
+
+
+def test_files_are_what_the_builder_writes(defs):
+    """A node whose inputs changed must come with regenerated workflows (python tools/build_workflows.py)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from build_workflows import build
+
+    for stem, wf in build(defs).items():
+        assert load(ROOT / "workflows" / f"{stem}.json") == wf, f"re-run tools/build_workflows.py ({stem})"
+
+
+def test_workflows_use_the_documented_models_and_their_own_nodes():
+    from rationalrewards.models.store import KNOWN_REPOS
+
+    wfs = {stem: load(ROOT / "workflows" / f"{stem}.json") for stem in EXPECTED}
+    for stem, wf in wfs.items():
+        for n in nodes_of(wf, "RationalRewardsModelLoader"):
+            assert n["widgets_values"][0] in KNOWN_REPOS, stem
+    edit = nodes_of(wfs["graph_loop_qwen_image_edit"], "RationalRewardsModelLoader")[0]
+    assert edit["widgets_values"][0] == "TIGER-Lab/RationalRewards-8B-Edit"
+    assert nodes_of(wfs["graph_loop_qwen_image_edit"], "TextEncodeQwenImageEdit")
+    assert nodes_of(wfs["simple_loop_remote"], "RationalRewardsRemoteCritic")
+    assert not nodes_of(wfs["simple_loop_remote"], "RationalRewardsModelLoader")
+    for stem, t in (("simple_loop_early_stop", "RationalRewardsSimpleLoop"), ("best_of_n", "RationalRewardsBestOfN"),
+                    ("pairwise_ab", "RationalRewardsCompare"), ("graph_loop_flux_t2i", "RationalRewardsLoopEnd")):
+        assert nodes_of(wfs[stem], t), (stem, t)
+    assert {"UNETLoader", "DualCLIPLoader", "VAELoader", "FluxGuidance"} <= {
+        n["type"] for n in wfs["graph_loop_flux_t2i"]["nodes"]}
+    # the one-refine-step workflow samples twice with the same seed (only the prompt changes)
+    seeds = {n["widgets_values"][0] for n in nodes_of(wfs["t2i_one_refine_step"], "KSampler")}
+    assert len(seeds) == 1
+    assert nodes_of(wfs["best_of_n"], "EmptyLatentImage")[0]["widgets_values"][2] == 4
+
+
+def test_standin_schemas_match_what_real_comfyui_reported(defs):
+    """The pack's definitions built from define_schema() (what this test validates against) lay out widgets,
+    sockets and outputs as ComfyUI 0.3.64 itself reported them (fixture's pack_nodes). On a deliberate
+    node change, re-capture with tools/capture_object_info.py."""
+    real = json.loads((ROOT / "tests" / "fixtures" / "core_object_info.json").read_text())["pack_nodes"]
+    for name, entry in real.items():
+        assert name in defs, name
+
+        def shape(d):
+            sockets = [(n, type_name(t), sec) for n, t, o, sec in input_specs(d) if not is_widget(t, o)]
+            return widget_layout(d), sockets, d["output"], d["output_name"]
+        assert shape(defs[name]) == shape(entry), name
+
+
+# ---------------------------------------------------------------------------------- the checker can fail
+@pytest.fixture
+def good(defs):
+    return load(ROOT / "workflows" / "t2i_one_refine_step.json")
+
+
+def node_by_type(wf, ntype):
+    return nodes_of(wf, ntype)[0]
+
+
+def test_rejects_wrong_widget_count(good, defs):
+    node_by_type(good, "KSampler")["widgets_values"].pop(1)  # the seed's control value
+    assert any("widget values for" in p for p in check_workflow(good, defs))
+    node_by_type(good, "RationalRewardsCritic")["widgets_values"].append("extra")
+    assert any("RationalRewardsCritic" in p and "widget values" in p for p in check_workflow(good, defs))
+
+
+def test_rejects_bad_link_type(good, defs):
+    link = next(lk for lk in good["links"] if lk[5] == "CONDITIONING")
+    dst = next(n for n in good["nodes"] if n["id"] == link[3])
+    dst["inputs"][link[4]]["type"] = "LATENT"
+    problems = check_workflow(good, defs)
+    assert any("types differ" in p for p in problems) and any("has type 'LATENT'" in p for p in problems)
+
+
+def test_rejects_link_from_wrong_output(good, defs):
+    # VAEDecode.samples fed from the checkpoint's CLIP output instead of a LATENT
+    ckpt = node_by_type(good, "CheckpointLoaderSimple")
+    link = next(lk for lk in good["links"] if lk[5] == "LATENT")
+    link[1], link[2], link[5] = ckpt["id"], 1, "CLIP"
+    ckpt["outputs"][1]["links"].append(link[0])
+    assert any("types differ" in p for p in check_workflow(good, defs))
+
+
+def test_rejects_unknown_node(good, defs):
+    good["nodes"][1]["type"] = "RationalRewardsNoSuchNode"
+    assert any("unknown node type" in p for p in check_workflow(good, defs))
+
+
+def test_rejects_dangling_and_unlisted_links(good, defs):
+    bad = copy.deepcopy(good)
+    bad["links"].pop()
+    assert any("does not exist" in p for p in check_workflow(bad, defs))
+    bad = copy.deepcopy(good)
+    node_by_type(bad, "VAEDecode")["inputs"][0]["link"] = None
+    problems = check_workflow(bad, defs)
+    assert any("is not connected" in p for p in problems) and any("points at None" in p for p in problems)
+
+
+@pytest.mark.parametrize("ntype,index,value,expect", [
+    ("KSampler", 2, 0, "outside"),                       # steps min 1
+    ("KSampler", 4, "no_such_sampler", "is not one of"),
+    ("KSampler", 1, "sometimes", "control_after_generate"),
+    ("RationalRewardsCritic", 2, 64.5, "not an integer"),  # max_new_tokens
+    ("RationalRewardsPromptRefiner", 1, "sometimes", "is not one of"),  # rule
+    ("RationalRewardsModelLoader", 0, "some/other-model", "is not one of"),
+    ("RationalRewardsModelLoader", 5, "yes", "not a boolean"),
+    ("EmptyLatentImage", 0, "512", "not a number"),
+])
+def test_rejects_values_that_do_not_fit(good, defs, ntype, index, value, expect):
+    node_by_type(good, ntype)["widgets_values"][index] = value
+    problems = check_workflow(good, defs)
+    assert any(expect in p and ntype in p for p in problems), problems
+
+
+def test_model_file_combos_of_core_loaders_take_any_file(good, defs):
+    node_by_type(good, "CheckpointLoaderSimple")["widgets_values"][0] = "my_own_model.safetensors"
+    assert check_workflow(good, defs) == []
