@@ -115,12 +115,10 @@ def resolve_model(
 
 
 def _within(path: Path, root: Path) -> bool:
-    """Reject names that climb out of a root (``../../etc``)."""
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
+    """Reject names that climb out of a root (``../../etc``). Checked on the name, not the resolved
+    path: a model folder that is a symlink to another disk is a normal set-up and stays allowed."""
+    rel = os.path.normpath(os.path.relpath(os.path.normpath(os.fspath(path)), os.path.normpath(os.fspath(root))))
+    return rel != ".." and not rel.startswith(".." + os.sep) and not os.path.isabs(rel)
 
 
 def _resolve_repo(repo_id, roots, download_root, allow_download, progress, downloader) -> Path:

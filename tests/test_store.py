@@ -249,3 +249,17 @@ def test_unreadable_config(tmp_path):
 def test_not_a_folder(tmp_path):
     with pytest.raises(ModelFolderError, match="does not exist"):
         validate_model_dir(tmp_path / "nothing")
+
+
+def test_symlinked_model_folder_under_a_root_is_found(tmp_path, tiny_critic_dir):
+    """Users often symlink a model folder kept on another disk into models/rationalrewards."""
+    from rationalrewards.models.store import resolve_model
+    from rationalrewards.models.errors import ModelFolderError
+    root = tmp_path / "rationalrewards"
+    root.mkdir()
+    (root / "linked-critic").symlink_to(tiny_critic_dir, target_is_directory=True)
+    assert resolve_model("linked-critic", [root]) == root / "linked-critic"
+    (root / "a").mkdir()
+    (tmp_path / "outside").mkdir()
+    with pytest.raises(ModelFolderError):  # a name that climbs out of the root is still refused
+        resolve_model("a/../../outside", [root])
