@@ -317,22 +317,28 @@ def _check_na(aspect: str, title: str, na: bool, problems: list[str]) -> bool:
     return True
 
 
+def _begin(text: Any, kind: Kind, truncated: bool, what: str):
+    """What both parsers do first: keep the raw text, normalise it, note a cut-off or empty answer,
+    split it into sections and aspect blocks."""
+    raw = text if isinstance(text, str) else ("" if text is None else str(text))
+    body = _prepare(text)
+    problems: list[str] = []
+    if truncated:
+        problems.append(f"cut_off: the answer stopped at the token limit; raise max_new_tokens to get a full {what}")
+        body = _drop_partial_line(body)
+    if not body.strip():
+        problems.append("empty_answer: the critic returned no text")
+    sections = _split_sections(body)
+    return raw, body, problems, sections, _collect_blocks(sections, kind, problems)
+
+
 def parse_critique(text: Any, kind: str | Kind = "t2i", *, truncated: bool = False,
                    threshold: float = 3.0) -> Critique:
     """Parse a pointwise answer (kind "t2i" or "edit"). Never raises on any text."""
     kind = get_kind(kind)
     if kind.pairwise:
         raise ValueError(f"parse_critique takes a pointwise kind, not {kind.name}; use parse_comparison")
-    raw = text if isinstance(text, str) else ("" if text is None else str(text))
-    body = _prepare(text)
-    problems: list[str] = []
-    if truncated:
-        problems.append("cut_off: the answer stopped at the token limit; raise max_new_tokens to get a full critique")
-        body = _drop_partial_line(body)
-    if not body.strip():
-        problems.append("empty_answer: the critic returned no text")
-    sections = _split_sections(body)
-    blocks = _collect_blocks(sections, kind, problems)
+    raw, body, problems, sections, blocks = _begin(text, kind, truncated, "critique")
     aspects: dict[str, AspectScore] = {}
     for name in kind.aspects:
         title = ASPECT_TITLES[name]
@@ -390,16 +396,7 @@ def parse_comparison(text: Any, kind: str | Kind = "pairwise-t2i", *, truncated:
     kind = get_kind(kind)
     if not kind.pairwise:
         raise ValueError(f"parse_comparison takes a pairwise kind, not {kind.name}; use parse_critique")
-    raw = text if isinstance(text, str) else ("" if text is None else str(text))
-    body = _prepare(text)
-    problems: list[str] = []
-    if truncated:
-        problems.append("cut_off: the answer stopped at the token limit; raise max_new_tokens to get a full comparison")
-        body = _drop_partial_line(body)
-    if not body.strip():
-        problems.append("empty_answer: the critic returned no text")
-    sections = _split_sections(body)
-    blocks = _collect_blocks(sections, kind, problems)
+    raw, body, problems, sections, blocks = _begin(text, kind, truncated, "comparison")
     aspects: dict[str, PairAspectScore] = {}
     for name in kind.aspects:
         title = ASPECT_TITLES[name]
