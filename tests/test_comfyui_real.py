@@ -1,0 +1,218 @@
+"""Opt-in: load the pack into a real ComfyUI and run the workflows whose models can be tiny, through the HTTP API.
+
+Skipped unless these environment variables are set (nothing is downloaded; see ../shared/comfy/README.md for
+building ComfyUI 0.3.64, its venv and the tiny models):
+
+    RATIONALREWARDS_COMFYUI         a ComfyUI checkout (the folder with main.py)
+    RATIONALREWARDS_COMFY_PYTHON    its Python (default: <checkout>/../comfy-venv/bin/python, else this Python)
+    RATIONALREWARDS_TINY_CRITIC     a tiny Qwen3-VL critic folder (default: <checkout>/models/rationalrewards/
+                                    tiny-critic, else <checkout>/../tiny-critic)
+    RATIONALREWARDS_TINY_SD15       a tiny SD1.5 checkpoint file (default: <checkout>/models/checkpoints/
+                                    tiny-sd15.safetensors)
+
+The server runs with --cpu in a temporary --base-directory: custom_nodes/ holds a link to this checkout,
+models/checkpoints and models/rationalrewards links to the tiny models, input/ a test picture. Each workflow is
+converted from its UI format to the API format with the server's /object_info (same widget layout as the
+frontend, tests/workflow_check.py), shrunk (128 px, 2 steps, 2 iterations, short critiques) and run to the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workflow_check import FRONTEND_ONLY, widget_layout  # noqa: E402
+
+COMFY = os.environ.get("RATIONALREWARDS_COMFYUI")
+pytestmark = pytest.mark.skipif(not COMFY or not (Path(COMFY) / "main.py").is_file(),
+                                reason="set RATIONALREWARDS_COMFYUI to a ComfyUI checkout to run")
+TINY_WORKFLOWS = ["critique_image", "t2i_one_refine_step", "simple_loop_early_stop", "best_of_n", "pairwise_ab"]
+#: What makes a workflow tiny: {class_type: {input: value}} (only inputs the node has and that are not linked).
+SHRINK = {
+    "EmptyLatentImage": {"width": 128, "height": 128},
+    "KSampler": {"steps": 2},
+    "RationalRewardsSimpleLoop": {"width": 128, "height": 128, "steps": 2, "max_iterations": 2},
+    "RationalRewardsModelLoader": {"dtype": "fp32", "device": "cpu", "batch_size": 2},
+    "RationalRewardsCritic": {"max_new_tokens": 128},
+    "RationalRewardsCompare": {"max_new_tokens": 128},
+    "RationalRewardsBestOfN": {"max_new_tokens": 128},
+}
+
+
+def _first_existing(*paths: Path | str | None) -> Path | None:
+    return next((Path(p) for p in paths if p and Path(p).exists()), None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http(url: str, data: dict | None = None, timeout: float = 30) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:  # validation errors come back as 400 with node_errors
+        raise AssertionError(f"{url}: HTTP {e.code}: {e.read().decode(errors='replace')[:4000]}") from None
+
+
+class Server:
+    """A ComfyUI process with this pack, in its own base directory."""
+
+    def __init__(self, base: Path):
+        comfy = Path(COMFY).resolve()
+        self.python = _first_existing(os.environ.get("RATIONALREWARDS_COMFY_PYTHON"),
+                                      comfy.parent / "comfy-venv" / "bin" / "python") or Path(sys.executable)
+        critic = _first_existing(os.environ.get("RATIONALREWARDS_TINY_CRITIC"),
+                                 comfy / "models" / "rationalrewards" / "tiny-critic", comfy.parent / "tiny-critic")
+        sd15 = _first_existing(os.environ.get("RATIONALREWARDS_TINY_SD15"),
+                               comfy / "models" / "checkpoints" / "tiny-sd15.safetensors")
+        if critic is None or sd15 is None:
+            pytest.skip("no tiny critic / tiny SD1.5 (set RATIONALREWARDS_TINY_CRITIC / RATIONALREWARDS_TINY_SD15)")
+        self.critic_name, self.ckpt_name = "tiny-critic", "tiny-sd15.safetensors"
+        for sub in ("custom_nodes", "input", "output", "temp", "user", "models/checkpoints",
+                    "models/rationalrewards"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        (base / "custom_nodes" / "ComfyUI-RationalRewards").symlink_to(ROOT, target_is_directory=True)
+        (base / "models" / "checkpoints" / self.ckpt_name).symlink_to(sd15.resolve())
+        (base / "models" / "rationalrewards" / self.critic_name).symlink_to(critic.resolve(), target_is_directory=True)
+        from PIL import Image
+
+        Image.new("RGB", (96, 96), (200, 90, 40)).save(base / "input" / "example.png")
+        self.base, self.port = base, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = base / "comfy.log"
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+                 "--base-directory", str(base), "--disable-auto-launch"],
+                cwd=comfy, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + float(os.environ.get("RATIONALREWARDS_COMFY_WAIT", "240"))
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"ComfyUI exited during startup:\n{self.log_text()[-4000:]}")
+            try:
+                _http(self.url + "/system_stats", timeout=2)
+                return
+            except (OSError, AssertionError):
+                time.sleep(0.5)
+        self.stop()
+        raise AssertionError(f"ComfyUI did not answer in time:\n{self.log_text()[-4000:]}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def run(self, prompt: dict, workflow: dict, timeout: float = 600) -> dict:
+        """POST an API prompt (with the UI workflow as PNG info), wait for its history entry."""
+        body = {"prompt": prompt, "client_id": uuid.uuid4().hex, "extra_data": {"extra_pnginfo": {"workflow": workflow}}}
+        pid = _http(self.url + "/prompt", body)["prompt_id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hist = _http(f"{self.url}/history/{pid}")
+            if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
+                return hist[pid]
+            if pid in hist and hist[pid].get("status", {}).get("status_str") == "error":
+                return hist[pid]
+            time.sleep(0.5)
+        raise AssertionError(f"prompt {pid} did not finish in {timeout}s; log tail:\n{self.log_text()[-3000:]}")
+
+
+def to_api(wf: dict, object_info: dict) -> dict:
+    """UI workflow -> API prompt, as the frontend's graphToPrompt does for our files (no reroutes/primitives
+    widgets; Note nodes dropped; a linked widget input takes the link)."""
+    prompt = {}
+    for node in wf["nodes"]:
+        if node["type"] in FRONTEND_ONLY or node.get("mode", 0) == 2:
+            continue
+        inputs = {}
+        for (name, kind), value in zip(widget_layout(object_info[node["type"]]), node.get("widgets_values") or []):
+            if kind == "value":
+                inputs[name] = {"__value__": value} if isinstance(value, list) else value
+        links = {lk[0]: lk for lk in wf["links"]}
+        for slot in node.get("inputs") or []:
+            if slot.get("link") is not None:
+                lk = links[slot["link"]]
+                inputs[slot["name"]] = [str(lk[1]), lk[2]]
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs,
+                                   "_meta": {"title": node.get("title") or node["type"]}}
+    return prompt
+
+
+def shrink(prompt: dict, server: Server) -> dict:
+    """Substitute the tiny models and small sizes (only unlinked inputs the node has)."""
+    subs = dict(SHRINK)
+    subs["CheckpointLoaderSimple"] = {"ckpt_name": server.ckpt_name}
+    subs["RationalRewardsModelLoader"] = {**SHRINK["RationalRewardsModelLoader"], "model": server.critic_name}
+    for node in prompt.values():
+        for name, value in subs.get(node["class_type"], {}).items():
+            if name in node["inputs"] and not isinstance(node["inputs"][name], list):
+                node["inputs"][name] = value
+    return prompt
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("comfy"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return _http(server.url + "/object_info", timeout=120)
+
+
+def test_pack_loads_with_every_node(server, object_info, comfy):
+    expected = {cls.GET_SCHEMA().node_id for cls in comfy.NODES}
+    assert expected <= set(object_info), sorted(expected - set(object_info))
+    log = server.log_text()
+    failed = [line for line in log.splitlines() if ("IMPORT FAILED" in line or "Cannot import" in line)
+              and ("RationalRewards" in line or str(ROOT) in line)]
+    assert not failed, "\n".join(failed) + "\n" + log[-3000:]
+    assert server.critic_name in object_info["RationalRewardsModelLoader"]["input"]["required"]["model"][1]["options"]
+
+
+@pytest.mark.parametrize("stem", TINY_WORKFLOWS)
+def test_workflow_runs_to_the_end(server, object_info, stem):
+    wf = json.loads((ROOT / "workflows" / f"{stem}.json").read_text())
+    prompt = shrink(to_api(wf, object_info), server)
+    entry = server.run(prompt, wf)
+    status = entry.get("status", {})
+    errors = [m for m in status.get("messages", []) if m[0] == "execution_error"]
+    assert status.get("status_str") == "success" and status.get("completed"), json.dumps(errors, indent=1)[:6000]
+    outputs = entry.get("outputs", {})
+    image_nodes = [nid for nid, n in prompt.items() if n["class_type"] in ("SaveImage", "PreviewImage")]
+    assert image_nodes and all(outputs.get(nid, {}).get("images") for nid in image_nodes), outputs.keys()
+    for nid, n in prompt.items():  # Preview Any shows text (the loop's history, the A/B winner)
+        if n["class_type"] == "PreviewAny":
+            text = outputs.get(nid, {}).get("text")
+            assert text and text[0], (nid, outputs.get(nid))
+            print(f"{stem}: {n['_meta']['title']}: {text[0][:300]}")
+    if stem == "simple_loop_early_stop":
+        history = json.loads(next(outputs[nid]["text"][0] for nid, n in prompt.items()
+                                  if n["class_type"] == "PreviewAny"))
+        print(f"{stem}: history keys {sorted(history)}")
