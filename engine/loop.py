@@ -262,11 +262,13 @@ def _track_best(state: LoopState, images: Any, k: int, score: float | None, crit
     """Keep image k of this iteration as best when strictly better (earlier wins ties); an unscored
     image is kept only while nothing else is. Returns whether the score improved."""
     improved = score is not None and (state.best_score is None or score > state.best_score)
-    if improved or state.best_images is None:
+    first = state.best_images is None
+    if improved or first:
         state.best_images = select_image(images, k)
         state.best_prompt, state.best_score = state.prompt, score
         state.best_iteration, state.best_index, state.best_critique = i, k, critique
-    state.since_improved = 0 if improved else state.since_improved + 1
+    # The first iteration has nothing to improve on: it never counts against patience, even unscored.
+    state.since_improved = 0 if improved or first else state.since_improved + 1
     return improved
 
 

@@ -129,6 +129,15 @@ def test_patience_stops_when_score_stops_improving():
     assert [e["improved"] for e in r.history] == [True, False, False]
 
 
+def test_unscored_first_iteration_does_not_use_up_patience():
+    """Found in real ComfyUI: with patience 1 an unreadable first critique ended the loop at once."""
+    script = ["no structure at all", low(1, 2.0), low(2, 2.0)]
+    r = run_loop(PixelGenerator(), ScriptedCritic(script), "a cat", LoopConfig(max_iterations=5, patience=1,
+                                                                                    seed_policy="increment"))
+    assert r.iterations_run == 3 and r.stop_reason == "patience"
+    assert r.best_iteration == 1
+
+
 def test_best_tracking_earlier_wins_ties():
     script = [low(0, 2.0), low(1, 2.5), low(2, 2.5), low(3, 1.0)]
     r = run_loop(PixelGenerator(), ScriptedCritic(script), "a cat", LoopConfig(max_iterations=4))
