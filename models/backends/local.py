@@ -49,6 +49,17 @@ def _model_class():
     return cls
 
 
+def _generate_takes_model_defaults(model: Any) -> bool:
+    """Whether ``model.generate`` has the ``use_model_defaults`` switch (transformers 4.50-4.x; 5.x
+    dropped both the switch and the silent replacement)."""
+    import inspect
+
+    try:
+        return "use_model_defaults" in inspect.signature(model.generate).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class LocalCritic(CriticBackend):
     """RationalRewards run in this process. Build it with ``LocalCritic.from_pretrained``.
 
@@ -226,6 +237,10 @@ class LocalCritic(CriticBackend):
             torch.manual_seed(int(settings.seed))
             gc = self.generation_config(settings)
             extra = gc.update(**self.generate_kwargs)  # generation options go into the config, the rest to the model
+            if _generate_takes_model_defaults(self.model):
+                # transformers 4.5x replaces every setting equal to a library default (do_sample=False,
+                # top_p=1.0, ...) with the model's own (do_sample=True, top_p=0.8): greedy would sample.
+                extra.setdefault("use_model_defaults", False)
             with torch.inference_mode():
                 seqs = self.model.generate(**inputs, generation_config=gc,
                                            stopping_criteria=StoppingCriteriaList([watch]), **extra)
@@ -234,9 +249,11 @@ class LocalCritic(CriticBackend):
                 f"critique cancelled after {watch.steps} of {settings.max_new_tokens} tokens")
         seconds = (time.perf_counter() - t0) / len(chats)
         results = []
-        for row in seqs[:, prompt_len:].tolist():
+        for j, row in enumerate(seqs[:, prompt_len:].tolist()):
             ids, finished = self._cut_at_eos(row)
             text = self.processor.tokenizer.decode(ids, skip_special_tokens=True)
+            if callbacks.on_text and watch.texts[j] != text:
+                callbacks.on_text(offset + j, text)  # bytes held back at the end (a cut UTF-8 character)
             results.append(Generation(text=text, truncated=not finished and len(row) >= settings.max_new_tokens,
                                       n_tokens=len(ids), seconds=seconds))
         return results
