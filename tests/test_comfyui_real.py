@@ -216,3 +216,21 @@ def test_workflow_runs_to_the_end(server, object_info, stem):
         history = json.loads(next(outputs[nid]["text"][0] for nid, n in prompt.items()
                                   if n["class_type"] == "PreviewAny"))
         print(f"{stem}: history keys {sorted(history)}")
+
+
+def test_graph_loop_around_an_sd15_body(server, object_info):
+    """Loop Start / Loop End around CLIPTextEncode -> KSampler -> VAEDecode (tiny SD1.5): three
+    iterations through node expansion; the checkpoint loader outside the body runs once."""
+    prompt = json.loads((ROOT / "tests" / "fixtures" / "graph_loop_sd15_api.json").read_text())
+    prompt["1"]["inputs"]["ckpt_name"] = server.ckpt_name
+    prompt["2"]["inputs"]["model"] = server.critic_name
+    entry = server.run(prompt, None)
+    status = entry.get("status", {})
+    errors = [m for m in status.get("messages", []) if m[0] == "execution_error"]
+    assert status.get("status_str") == "success", json.dumps(errors, indent=1)[:6000]
+    outputs = entry.get("outputs", {})
+    assert len(outputs["21"]["images"]) == 3  # all_images: one per iteration
+    history = json.loads(outputs["22"]["text"][0])
+    entries = history["history"] if isinstance(history, dict) else history
+    assert len(entries) == 3
+    assert [e["iteration"] for e in entries] == [0, 1, 2]
