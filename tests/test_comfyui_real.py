@@ -84,6 +84,11 @@ class Server:
         if critic is None or sd15 is None:
             pytest.skip("no tiny critic / tiny SD1.5 (set RATIONALREWARDS_TINY_CRITIC / RATIONALREWARDS_TINY_SD15)")
         self.critic_name, self.ckpt_name = "tiny-critic", "tiny-sd15.safetensors"
+        # A "canned" tiny critic (../shared/comfy/make_tiny_critic.py --canned) answers every text-to-image
+        # request with one fixed, well-formed critique (2.5 / 3.0 / N/A and a refined prompt), so the
+        # runs can check real parsed scores and refined prompts, not only that the graph executes.
+        info = critic / "tiny_critic_info.json"
+        self.canned = json.loads(info.read_text()).get("canned_texts") if info.is_file() else None
         for sub in ("custom_nodes", "input", "output", "temp", "user", "models/checkpoints",
                     "models/rationalrewards"):
             (base / sub).mkdir(parents=True, exist_ok=True)
@@ -165,6 +170,9 @@ def to_api(wf: dict, object_info: dict) -> dict:
 def shrink(prompt: dict, server: Server) -> dict:
     """Substitute the tiny models and small sizes (only unlinked inputs the node has)."""
     subs = dict(SHRINK)
+    if server.canned:  # room for the whole canned critique (about 160 of its tokens)
+        for cls in ("RationalRewardsCritic", "RationalRewardsCompare", "RationalRewardsBestOfN"):
+            subs[cls] = {"max_new_tokens": 512}
     subs["CheckpointLoaderSimple"] = {"ckpt_name": server.ckpt_name}
     subs["RationalRewardsModelLoader"] = {**SHRINK["RationalRewardsModelLoader"], "model": server.critic_name}
     for node in prompt.values():
@@ -216,6 +224,11 @@ def test_workflow_runs_to_the_end(server, object_info, stem):
         history = json.loads(next(outputs[nid]["text"][0] for nid, n in prompt.items()
                                   if n["class_type"] == "PreviewAny"))
         print(f"{stem}: history keys {sorted(history)}")
+        if server.canned:  # 2.5 / 3.0 / N/A: overall (2.75 - 1) / 3, and the prompt is refined
+            first = history["history"][0]
+            assert abs(first["overall"] - 1.75 / 3) < 1e-6, first
+            assert first["decision"]["changed"] is True
+            assert history["history"][1]["prompt"].startswith("A detailed photo of the requested subject")
 
 
 def test_graph_loop_around_an_sd15_body(server, object_info):
@@ -234,3 +247,7 @@ def test_graph_loop_around_an_sd15_body(server, object_info):
     entries = history["history"] if isinstance(history, dict) else history
     assert len(entries) == 3
     assert [e["iteration"] for e in entries] == [0, 1, 2]
+    if server.canned:  # the body really ran again with the critic's refined prompt
+        assert entries[0]["prompt"] == "a red cube on a table"
+        assert entries[1]["prompt"].startswith("A detailed photo of the requested subject")
+        assert all(abs(e["overall"] - 1.75 / 3) < 1e-6 for e in entries)
