@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,9 @@ REMOTE_NOTE = ("Start a RationalRewards server first (README: vLLM), e.g.\n"
                "vllm serve TIGER-Lab/RationalRewards-8B-T2I --served-model-name Qwen3-VL-8B-Instruct --port 6868\n"
                "'model' must equal --served-model-name; put an API key in an environment variable and give its "
                "NAME in api_key_env.")
+
+#: namespace of the workflows' stable UUIDs
+WORKFLOW_NS = uuid.UUID("6f1d7f2e-3c1a-4d59-9a43-52b7c3a1e0d4")
 
 
 def loader(g: Graph, repo: str = T2I):
@@ -311,7 +315,9 @@ def build(defs: dict) -> dict[str, dict]:
     for stem, (_, fn) in WORKFLOWS.items():
         g = Graph(defs)
         fn(g)
-        out[stem] = g.to_json()
+        # the frontend's workflow schema wants a UUID string id (null makes a dropped file fail to load);
+        # derived from the name so rebuilding gives the same file
+        out[stem] = {"id": str(uuid.uuid5(WORKFLOW_NS, stem))} | g.to_json()
     return out
 
 

@@ -155,7 +155,7 @@ class Graph:
             y1 = max(m.pos[1] + m.size[1] for m in members) + 20
             groups.append({"id": len(groups) + 1, "title": title, "bounding": [x0, y0, x1 - x0, y1 - y0],
                            "color": colour, "font_size": 24, "flags": {}})
-        return {"id": None, "revision": 0, "last_node_id": len(self.nodes), "last_link_id": len(self.links),
+        return {"revision": 0, "last_node_id": len(self.nodes), "last_link_id": len(self.links),
                 "nodes": out_nodes, "links": self.links, "groups": groups, "config": {},
                 "extra": {"ds": {"scale": 0.7, "offset": [40, 80]}}, "version": 0.4}
 
