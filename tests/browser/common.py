@@ -1,0 +1,51 @@
+"""What the two browser tests share: which files to drop, where screenshots go, skipping or failing."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "out" / "browser"
+#: Set by tools/browser_test.sh (and so by CI): a missing piece fails the run instead of skipping it.
+REQUIRED = os.environ.get("RATIONALREWARDS_BROWSER_REQUIRED") == "1"
+
+
+def drop_files() -> list[Path]:
+    """Every file a user may drop: the workflows and the subgraph blueprints."""
+    return sorted((ROOT / "workflows").glob("*.json")) + sorted((ROOT / "subgraphs").glob("*.json"))
+
+
+def missing(reason: str):
+    """Skip (a developer without the browser set-up) or fail (tools/browser_test.sh, CI)."""
+    if REQUIRED:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def pack_python() -> str:
+    """A Python that imports the pack (the project's .venv): it generates the pack's node definitions."""
+    env = os.environ.get("RATIONALREWARDS_PACK_PYTHON")
+    venv = ROOT / ".venv" / "bin" / "python"
+    return env or (str(venv) if venv.exists() else sys.executable)
+
+
+def generated_pack_info() -> dict:
+    """The pack's /object_info entries generated from the current code (pack_object_info.py)."""
+    out = subprocess.run([pack_python(), str(Path(__file__).with_name("pack_object_info.py"))],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    if out.returncode:
+        raise AssertionError(f"pack_object_info.py failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout)
+
+
+def report(results, path: Path) -> None:
+    """Write what each drop found (problems and every event) next to the screenshots."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({r.name: {"problems": r.problems, "events": [str(e) for e in r.events],
+                                         "screenshot": str(r.screenshot.relative_to(ROOT)) if r.screenshot else None}
+                                for r in results}, indent=1))
