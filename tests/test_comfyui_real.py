@@ -9,6 +9,7 @@ building ComfyUI 0.3.64, its venv and the tiny models):
                                     tiny-critic, else <checkout>/../tiny-critic)
     RATIONALREWARDS_TINY_SD15       a tiny SD1.5 checkpoint file (default: <checkout>/models/checkpoints/
                                     tiny-sd15.safetensors)
+    RATIONALREWARDS_COMFY_PORT      the server's port (default: a free one)
 
 The server runs with --cpu in a temporary --base-directory: custom_nodes/ holds a link to this checkout,
 models/checkpoints and models/rationalrewards links to the tiny models, input/ a test picture. Each workflow is
@@ -98,7 +99,7 @@ class Server:
         from PIL import Image
 
         Image.new("RGB", (96, 96), (200, 90, 40)).save(base / "input" / "example.png")
-        self.base, self.port = base, _free_port()
+        self.base, self.port = base, int(os.environ.get("RATIONALREWARDS_COMFY_PORT") or 0) or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = base / "comfy.log"
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

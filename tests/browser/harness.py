@@ -27,8 +27,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 VIEWPORT = {"width": 1920, "height": 1080}
 #: Settings a returning user has: no first-run template browser over the canvas.
 USER_SETTINGS = {"Comfy.TutorialCompleted": True}
-#: Words that tie a message to this pack.
-PACK_WORDS = re.compile(r"RationalRewards|ComfyUI-RationalRewards|rationalrewards", re.I)
+#: Words that tie a message to this pack (its nodes, its folder, its subgraph blueprints).
+PACK_WORDS = re.compile(r"RationalRewards|blueprint", re.I)
 
 # Every toast and dialog that appears is recorded with its text (a toast can vanish before we look).
 WATCH_JS = """
@@ -220,3 +220,86 @@ class App:
     def load_errors(self) -> list[str]:
         """Load-time events that concern the pack (the frontend's own start-up errors are not ours)."""
         return [str(e) for e in self.events if e.phase == "load" and PACK_WORDS.search(e.text)]
+
+    # ------------------------------------------------------------------------------ running from the UI
+    def set_widgets(self, subs: dict[str, dict]) -> list[str]:
+        """Type values into the loaded graph's widgets as a user would: {node type: {widget: value}};
+        a widget whose input is linked is left alone. Returns what was changed."""
+        return self.page.evaluate(SET_WIDGETS_JS, subs)
+
+    def click_run(self, timeout: float = 60) -> dict:
+        """Click the frontend's Run (Queue) button; returns the server's answer to the POST /prompt it sends
+        (``status`` and ``body``: the prompt_id, or the validation errors)."""
+        self.phase = "run"
+        candidates = [self.page.get_by_role("button", name="Run", exact=True),
+                      self.page.locator("[data-testid='queue-button']"),
+                      self.page.get_by_role("button", name=re.compile(r"^(Run|Queue)$"))]
+        button = next((c.first for c in candidates if c.count()), None)
+        if button is None:
+            raise AssertionError("no Run / Queue button on the page")
+        with self.page.expect_response(lambda r: r.url.split("?")[0].endswith("/prompt")
+                                       and r.request.method == "POST", timeout=timeout * 1000) as info:
+            button.click()
+        resp = info.value
+        try:
+            body = resp.json()
+        except Exception:  # noqa: BLE001 (an HTML error page)
+            body = resp.text()
+        return {"status": resp.status, "body": body}
+
+    def nodes_view(self) -> list[dict]:
+        """What each node shows: widget values (text previews included), its preview images as loaded."""
+        return self.page.evaluate(NODES_JS)
+
+    def fit_view(self) -> None:
+        self.page.evaluate("() => window.app.extensionManager.command.execute('Comfy.Canvas.FitView')")
+        self.page.wait_for_timeout(500)
+
+    def focus(self, node_id, name: str, scale: float = 1.3) -> Path:
+        """Screenshot of one node at a readable zoom, centred."""
+        self.page.evaluate(FOCUS_JS, {"id": node_id, "scale": scale})
+        self.page.wait_for_timeout(600)
+        return self.screenshot(name)
+
+
+SET_WIDGETS_JS = """
+(subs) => {
+  const g = window.app.rootGraph || window.app.graph, changed = [];
+  for (const node of g.nodes) {
+    for (const [name, value] of Object.entries(subs[node.type] || {})) {
+      const w = (node.widgets || []).find(w => w.name === name);
+      if (!w) continue;
+      const input = (node.inputs || []).find(i => i.widget?.name === name || i.name === name);
+      if (input && input.link != null) continue;
+      w.value = value;
+      w.callback?.(value, window.app.canvas, node);
+      changed.push(`${node.id} ${node.type}.${name}=${value}`);
+    }
+  }
+  window.app.canvas.setDirty(true, true);
+  return changed;
+}
+"""
+
+NODES_JS = """
+() => {
+  const g = window.app.rootGraph || window.app.graph;
+  return g.nodes.map(n => ({
+    id: n.id, type: n.type, title: n.title,
+    widgets: (n.widgets || []).map(w => ({name: w.name, type: w.type,
+      value: typeof w.value === 'string' ? w.value.slice(0, 4000) : (typeof w.value === 'object' ? null : w.value),
+      dom: (w.element?.value ?? w.element?.innerText ?? null)?.slice?.(0, 4000) ?? null})),
+    imgs: (n.imgs || []).map(i => ({src: i.src, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight})),
+    outputs: window.app.nodeOutputs?.[String(n.id)] ?? null,
+  }));
+}
+"""
+
+FOCUS_JS = """
+({id, scale}) => {
+  const c = window.app.canvas, n = (window.app.rootGraph || window.app.graph).getNodeById(id);
+  c.ds.scale = scale;
+  c.centerOnNode(n);
+  c.setDirty(true, true);
+}
+"""
