@@ -43,7 +43,7 @@ OUT_DIR = ROOT / "tests" / "browser" / "recorded"
 #: GET endpoints the frontends (1.27, 1.48) call at start, as they request them; recorded as status + JSON body.
 ROUTES = ["/api/features", "/api/users", "/api/i18n", "/api/queue", "/api/history", "/api/prompt", "/api/embeddings",
           "/api/models", "/api/experiment/models", "/internal/folder_paths", "/api/workflow_templates",
-          "/api/global_subgraphs", "/api/jobs?status=in_progress,pending&limit=200&offset=0"]
+          "/api/global_subgraphs", "/api/node_replacements", "/api/jobs?status=in_progress,pending&limit=200&offset=0"]
 #: Answered by the fake from the pack's files (only their status is recorded).
 COMPUTED = {"/api/workflow_templates", "/api/global_subgraphs"}
 DIRS = ("models", "output", "input", "temp", "user", "custom_nodes", "blueprints")

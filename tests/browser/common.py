@@ -1,6 +1,7 @@
 """What the two browser tests share: which files to drop, where screenshots go, skipping or failing."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -41,6 +42,20 @@ def generated_pack_info() -> dict:
     if out.returncode:
         raise AssertionError(f"pack_object_info.py failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout)
+
+
+def newest_widget_counts() -> dict[str, int]:
+    """{core node type: number of widget values} in the newest recorded ComfyUI (tests/browser/recorded),
+    by the frontend's widget layout (tests/workflow_check.py)."""
+    from workflow_check import widget_layout
+
+    def version(f: Path) -> tuple:
+        return tuple(int(x) for x in f.name.removeprefix("comfyui-").removesuffix(".json.gz").split("."))
+    recordings = sorted((Path(__file__).parent / "recorded").glob("comfyui-*.json.gz"), key=version)
+    if not recordings:
+        return {}
+    info = json.loads(gzip.decompress(recordings[-1].read_bytes()))["object_info"]
+    return {name: len(widget_layout(d)) for name, d in info.items()}
 
 
 def report(results, path: Path) -> None:

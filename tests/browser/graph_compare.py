@@ -44,10 +44,16 @@ def _slot_name(node: dict, kind: str, slot: int) -> str | None:
     return slots[slot].get("name") if 0 <= slot < len(slots) else None
 
 
-def compare_graphs(original: dict, loaded: dict, where: str = "") -> list[str]:
+def compare_graphs(original: dict, loaded: dict, where: str = "", newer_widgets: dict | None = None) -> list[str]:
     """Problems (empty: the frontend kept everything that matters) between a workflow file and the
-    frontend's serialization of it. ``where`` prefixes each message (e.g. the subgraph's name)."""
+    frontend's serialization of it. ``where`` prefixes each message (e.g. the subgraph's name).
+
+    ``newer_widgets`` ({node type: number of widget values} in the newest ComfyUI the files target): a
+    file may carry values for widgets a newer ComfyUI added to a core node; an older frontend drops those
+    trailing values, which is allowed when the file has exactly the newer count and every kept value is
+    unchanged (the older node has no such input, so nothing is lost)."""
     p = f"{where}: " if where else ""
+    newer_widgets = newer_widgets or {}
     problems = []
     if "id" in original and original.get("id") != loaded.get("id"):
         problems.append(f"{p}workflow id {original.get('id')!r} became {loaded.get('id')!r}")
@@ -66,6 +72,9 @@ def compare_graphs(original: dict, loaded: dict, where: str = "") -> list[str]:
         if na.get("mode", 0) != nb.get("mode", 0):
             problems.append(f"{label} mode {na.get('mode', 0)} became {nb.get('mode', 0)}")
         wa, wb = na.get("widgets_values"), nb.get("widgets_values")
+        if (isinstance(wa, list) and isinstance(wb, list) and len(wb) < len(wa)
+                and newer_widgets.get(na.get("type")) == len(wa) and _same_value(wa[:len(wb)], wb)):
+            wa = wa[:len(wb)]  # values of widgets this (older) version does not have yet
         if isinstance(wa, list) and isinstance(wb, list) and len(wa) != len(wb):
             problems.append(f"{label} has {len(wb)} widget values after loading, the file has {len(wa)}: "
                             f"{wa!r} -> {wb!r}")
@@ -106,5 +115,6 @@ def compare_graphs(original: dict, loaded: dict, where: str = "") -> list[str]:
             problems.append(f"{p}subgraph {sub.get('name') or sid} is missing after loading")
         else:
             problems += compare_graphs({k: v for k, v in sub.items() if k != "id"}, sb[sid],
-                                       where=f"{p}subgraph {sub.get('name') or sid}".rstrip(": "))
+                                       where=f"{p}subgraph {sub.get('name') or sid}".rstrip(": "),
+                                       newer_widgets=newer_widgets)
     return problems

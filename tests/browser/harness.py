@@ -64,7 +64,8 @@ GRAPH_JS = """
 () => {
   const g = window.app.rootGraph || window.app.graph;
   const wf = window.app.extensionManager?.workflow?.activeWorkflow;
-  const broken = (g.nodes || []).filter(n => n.has_errors || !window.LiteGraph?.registered_node_types?.[n.type])
+  // a type the frontend does not know (has_errors alone also marks a missing model file: not the file's fault)
+  const broken = (g.nodes || []).filter(n => !window.LiteGraph?.registered_node_types?.[n.type])
                                 .map(n => `${n.id} ${n.type}`);
   return {graph: JSON.parse(JSON.stringify(g.serialize())), workflow: wf?.filename ?? wf?.path ?? null,
           broken};
@@ -110,6 +111,8 @@ class App:
         self.events: list[Event] = []
         self.phase = "load"
         self._seen = 0
+        #: {node type: widget count in the newest recorded ComfyUI} (graph_compare.compare_graphs)
+        self.newer_widgets: dict = {}
         self.page.add_init_script(WATCH_JS)
         self.page.on("pageerror", lambda e: self._add("pageerror", f"{e}\n{(getattr(e, 'stack', '') or '')[:1500]}"))
         self.page.on("console", self._console)
@@ -212,7 +215,7 @@ class App:
             result.problems.append(f"the canvas does not show {path.name} after the drop (nodes {sorted(loaded_ids)}; "
                                    f"the file has {sorted(want)})")
         else:
-            result.problems += compare_graphs(original, state["graph"])
+            result.problems += compare_graphs(original, state["graph"], newer_widgets=self.newer_widgets)
         result.screenshot = self.screenshot(path.stem)
         self.phase = "idle"
         return result
@@ -229,7 +232,7 @@ class App:
 
     def click_run(self, timeout: float = 60) -> dict:
         """Click the frontend's Run (Queue) button; returns the server's answer to the POST /prompt it sends
-        (``status`` and ``body``: the prompt_id, or the validation errors)."""
+        (``status`` and ``body``: the prompt_id, or the validation errors) and what it sent (``sent``)."""
         self.phase = "run"
         candidates = [self.page.get_by_role("button", name="Run", exact=True),
                       self.page.locator("[data-testid='queue-button']"),
@@ -245,7 +248,15 @@ class App:
             body = resp.json()
         except Exception:  # noqa: BLE001 (an HTML error page)
             body = resp.text()
-        return {"status": resp.status, "body": body}
+        return {"status": resp.status, "body": body, "sent": resp.request.post_data_json}
+
+    def wait_previews(self, node_ids: list, timeout: float = 30) -> bool:
+        """Wait until the given preview nodes show their pictures; False when they do not in time."""
+        try:
+            self.page.wait_for_function(PREVIEWS_JS, arg=node_ids, timeout=timeout * 1000)
+            return True
+        except Exception:  # noqa: BLE001 (Playwright's TimeoutError): the caller reports what is missing
+            return False
 
     def nodes_view(self) -> list[dict]:
         """What each node shows: widget values (text previews included), its preview images as loaded."""
@@ -298,8 +309,18 @@ NODES_JS = """
 FOCUS_JS = """
 ({id, scale}) => {
   const c = window.app.canvas, n = (window.app.rootGraph || window.app.graph).getNodeById(id);
-  c.ds.scale = scale;
-  c.centerOnNode(n);
+  const el = c.canvas, w = el.clientWidth, h = el.clientHeight;
+  c.ds.scale = scale;  // the node's centre in the middle of the visible canvas
+  c.ds.offset[0] = w / (2 * scale) - (n.pos[0] + n.size[0] / 2);
+  c.ds.offset[1] = h / (2 * scale) - (n.pos[1] + n.size[1] / 2);
   c.setDirty(true, true);
 }
+"""
+
+#: True once every preview node the server sent pictures for shows them, loaded.
+PREVIEWS_JS = """
+(ids) => ids.every(id => {
+  const n = (window.app.rootGraph || window.app.graph).getNodeById(id);
+  return n && n.imgs && n.imgs.length && n.imgs.every(i => i.complete && i.naturalWidth > 0);
+})
 """

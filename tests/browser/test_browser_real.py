@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (tools/browser_test.sh old|new)")
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from common import ROOT, SHOTS, drop_files, generated_pack_info, report  # noqa: E402
+from common import ROOT, SHOTS, drop_files, generated_pack_info, newest_widget_counts, report  # noqa: E402
 from fake_comfy import MIRRORED_COMBOS  # noqa: E402
 from harness import USER_SETTINGS, App, launch  # noqa: E402
 from pack_object_info import frontend_view  # noqa: E402
@@ -42,11 +42,16 @@ LOCAL_OPTIONS = {("RationalRewardsModelLoader", "model")}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     s = Server(tmp_path_factory.mktemp("comfy"))
-    req = urllib.request.Request(s.url + "/settings", data=json.dumps(USER_SETTINGS).encode(), method="POST")
-    urllib.request.urlopen(req, timeout=30).read()  # answers with an empty body
-    s.version = _http(s.url + "/system_stats")["system"]["comfyui_version"]
-    yield s
-    s.stop()
+    try:
+        stats = _http(s.url + "/system_stats")["system"]
+        if str(s.base) not in stats["argv"]:  # an older server on the same port answered
+            raise AssertionError(f"port {s.port} answers for another ComfyUI ({stats['argv']})")
+        req = urllib.request.Request(s.url + "/settings", data=json.dumps(USER_SETTINGS).encode(), method="POST")
+        urllib.request.urlopen(req, timeout=30).read()  # answers with an empty body
+        s.version = stats["comfyui_version"]
+        yield s
+    finally:
+        s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +59,7 @@ def app(server):
     with sync_playwright() as p:
         browser = launch(p)
         a = App(browser, server.url, SHOTS / f"comfyui-{server.version}")
+        a.newer_widgets = newest_widget_counts()
         a.results = []
         try:
             a.open()
@@ -132,12 +138,13 @@ def test_runs_from_the_run_button(app, server, stem):
     entry = _wait(server, answer["body"]["prompt_id"])
     status = entry.get("status", {})
     assert status.get("status_str") == "success", json.dumps(status.get("messages"), indent=1)[:6000]
-    app.page.wait_for_timeout(2500)  # the websocket's executed messages reach the canvas
     outputs = entry.get("outputs", {})
+    app.wait_previews([int(k) for k, v in outputs.items() if v.get("images") and k.isdigit()])
+    app.page.wait_for_timeout(1000)  # the last executed messages (text) reach the canvas
     nodes = {str(n["id"]): n for n in app.nodes_view()}
     app.fit_view()
     shot = app.screenshot(f"{stem}-run")
-    seen = {"changed": changed, "outputs": {k: list(v) for k, v in outputs.items()}, "nodes": nodes}
+    seen = {"changed": changed, "sent": answer["sent"].get("prompt"), "outputs": {k: list(v) for k, v in outputs.items()}, "nodes": nodes}
     (app.shots / f"{stem}-run.json").write_text(json.dumps(seen, indent=1))
     problems = [str(e) for e in app.since(mark) if e.kind in ("pageerror", "alert", "toast", "dialog")
                 or (e.kind == "console" and "RationalRewards" in e.text)]

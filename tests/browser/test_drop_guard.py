@@ -24,7 +24,7 @@ import pytest
 pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (tools/browser_test.sh guard)")
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from common import ROOT, SHOTS, drop_files, missing, pack_python, report  # noqa: E402
+from common import ROOT, SHOTS, drop_files, missing, newest_widget_counts, pack_python, report  # noqa: E402
 from harness import App, launch  # noqa: E402
 
 RECORDED = sorted((Path(__file__).parent / "recorded").glob("comfyui-*.json.gz"))
@@ -70,6 +70,7 @@ def app(request, browser):
         proc.kill()
         raise AssertionError(f"fake backend did not start: {line}{proc.stderr.read()[-3000:]}")
     a = App(browser, line.split()[1], SHOTS / f"guard-{version}")
+    a.newer_widgets = newest_widget_counts()
     a.version = version
     a.results = []
     try:

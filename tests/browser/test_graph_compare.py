@@ -98,3 +98,19 @@ def test_subgraph_definitions_are_compared():
     assert any("subgraph inner" in p and "widget values changed" in p for p in problems), problems
     assert any("subgraph inner" in p and "dropped" in p for p in problems), problems
     assert any("subgraph inner is missing" in p for p in compare_graphs(wf, {**wf, "definitions": {}}))
+
+
+def test_values_of_widgets_only_a_newer_comfyui_has_may_be_dropped_by_an_older_frontend(wf):
+    """A file written for the newest ComfyUI (one more KSampler widget, say) loads on an older frontend,
+    which keeps the values it knows: allowed only with the newer count and the kept values unchanged."""
+    wf = copy.deepcopy(wf)
+    _node(wf, "KSampler")["widgets_values"].append("new_widget_value")
+    newer = {"KSampler": len(_node(wf, "KSampler")["widgets_values"])}
+    loaded = copy.deepcopy(wf)
+    _node(loaded, "KSampler")["widgets_values"].pop()
+    assert compare_graphs(wf, loaded, newer_widgets=newer) == []
+    assert any("widget values after loading" in p for p in compare_graphs(wf, loaded))  # without the newer count
+    _node(loaded, "KSampler")["widgets_values"][2] = 99  # a kept value changed: still a problem
+    assert any("99" in p and "widget values" in p for p in compare_graphs(wf, loaded, newer_widgets=newer))
+    newer["KSampler"] += 1  # a value too many even for the newer ComfyUI: still a problem
+    assert any("widget values after loading" in p for p in compare_graphs(wf, loaded, newer_widgets=newer))
