@@ -139,10 +139,10 @@ def test_runs_from_the_run_button(app, server, stem):
     status = entry.get("status", {})
     assert status.get("status_str") == "success", json.dumps(status.get("messages"), indent=1)[:6000]
     outputs = entry.get("outputs", {})
+    app.fit_view()  # the canvas loads a preview when it draws the node: bring them all into view
     app.wait_previews([int(k) for k, v in outputs.items() if v.get("images") and k.isdigit()])
     app.page.wait_for_timeout(1000)  # the last executed messages (text) reach the canvas
     nodes = {str(n["id"]): n for n in app.nodes_view()}
-    app.fit_view()
     shot = app.screenshot(f"{stem}-run")
     seen = {"changed": changed, "sent": answer["sent"].get("prompt"), "outputs": {k: list(v) for k, v in outputs.items()}, "nodes": nodes}
     (app.shots / f"{stem}-run.json").write_text(json.dumps(seen, indent=1))
