@@ -82,6 +82,38 @@ def score_summary(c: Critique | Comparison) -> str:
     return "\n".join(lines)
 
 
+#: Short aspect names for the node face (the full titles wrap at a node's default width).
+FACE_NAMES = {"text_faithfulness": "text faithfulness", "image_faithfulness": "source kept",
+              "physical_quality": "quality", "text_rendering": "text rendering"}
+
+
+def face_summary(results: "list[Critique | Comparison] | tuple") -> str:
+    """What the node shows when it finishes, readable at the node's default size (about three lines):
+    the overall score and verdict first, then the aspect scores; one block per image of a batch."""
+    blocks = []
+    many = len(results) > 1
+    for i, c in enumerate(results):
+        head = f"image {i + 1}: " if many else ""
+        if isinstance(c, Comparison):
+            first_line = f"{head}winner {c.winner or 'unknown'} (overall A {_pct(c.overall_a)}, B {_pct(c.overall_b)})"
+            aspects = " · ".join(f"{FACE_NAMES[n]} {_na(a.not_applicable, a.score_a)}/{_na(a.not_applicable, a.score_b)}"
+                                 for n, a in c.aspects.items())
+        else:
+            verdict = "" if c.needs_refinement is None else (" · needs refinement" if c.needs_refinement else " · good")
+            first_line = f"{head}overall {_pct(c.overall)}{verdict}"
+            aspects = " · ".join(f"{FACE_NAMES[n]} {_na(a.not_applicable, a.score)}" for n, a in c.aspects.items())
+        lines = [first_line, aspects]
+        if c.problems:
+            codes = dict.fromkeys(p.split(":", 1)[0] for p in c.problems)  # each kind once, in order
+            lines.append(f"{len(c.problems)} problem(s): " + ", ".join(codes))
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def _na(not_applicable: bool, v: float | None) -> str:
+    return "N/A" if not_applicable else _num(v)
+
+
 def _num(v: float | None) -> str:
     return "?" if v is None else f"{v:g}"
 
