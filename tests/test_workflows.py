@@ -1,5 +1,6 @@
-"""The drag-and-drop workflows (workflows/, example_workflows/) open in ComfyUI without missing nodes, with
-widget values that fit each node's inputs and links whose types agree (tests/workflow_check.py).
+"""The drag-and-drop workflows (workflows/, also the pack's template list) open in ComfyUI without missing nodes,
+with widget values that fit each node's inputs and links whose types agree (tests/workflow_check.py), and are
+laid out the way ComfyUI's own templates are (left to right in labelled groups, nothing covering anything).
 
 Core nodes are checked against the definitions recorded from ComfyUI 0.3.64's /object_info
 (tests/fixtures/core_object_info.json), the pack's nodes against their define_schema() via the stand-in.
@@ -19,7 +20,7 @@ from workflow_check import check_workflow, input_specs, is_widget, load_core, ty
 
 EXPECTED = ["critique_image", "t2i_one_refine_step", "simple_loop_early_stop", "graph_loop_flux_t2i",
             "graph_loop_qwen_image_edit", "best_of_n", "pairwise_ab", "simple_loop_remote"]
-FILES = sorted((ROOT / "workflows").glob("*.json")) + sorted((ROOT / "example_workflows").glob("*.json"))
+FILES = sorted((ROOT / "workflows").glob("*.json"))
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +38,12 @@ def nodes_of(wf: dict, ntype: str) -> list[dict]:
     return [n for n in wf["nodes"] if n["type"] == ntype]
 
 
-def test_every_expected_workflow_is_there():
-    for folder in ("workflows", "example_workflows"):
-        assert sorted(p.stem for p in (ROOT / folder).glob("*.json")) == sorted(EXPECTED), folder
+def test_every_expected_workflow_is_there_once():
+    assert sorted(p.stem for p in FILES) == sorted(EXPECTED)
+    # ComfyUI lists the templates of every example folder a pack has (example_workflows, examples, workflow,
+    # ...): one folder only, or the Templates dialog shows each workflow twice
+    others = [d.name for d in ROOT.iterdir() if d.name in ("example_workflows", "example", "examples", "workflow")]
+    assert others == []
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -49,16 +53,78 @@ def test_workflow_is_valid(path, defs):
     assert check_workflow(wf, defs) == []
 
 
-def test_examples_equal_workflows_and_have_thumbnails():
+def test_ids_are_uuid_strings():
+    """The frontend reads a dropped file's top-level values; a null id makes the drop fail with nothing shown."""
+    import uuid
+
+    ids = [load(p)["id"] for p in FILES]
+    assert all(isinstance(i, str) and str(uuid.UUID(i)) == i for i in ids) and len(set(ids)) == len(ids)
+
+
+def test_thumbnails_beside_the_files():
     from PIL import Image
 
     for stem in EXPECTED:
-        assert (ROOT / "example_workflows" / f"{stem}.json").read_bytes() == \
-            (ROOT / "workflows" / f"{stem}.json").read_bytes(), stem
-        jpg = ROOT / "example_workflows" / f"{stem}.jpg"
+        jpg = ROOT / "workflows" / f"{stem}.jpg"  # the frontend asks for <name>.jpg beside <name>.json
         assert jpg.stat().st_size < 100_000, stem
         with Image.open(jpg) as im:
-            assert im.format == "JPEG" and min(im.size) >= 128
+            assert im.format == "JPEG" and im.size == (512, 512)
+
+
+def _rect(n: dict) -> tuple[float, float, float, float]:
+    """A node's box on the canvas, its title bar (drawn above pos) included."""
+    (x, y), (w, h) = n["pos"], n["size"]
+    return x, y - 30, x + w, y + h
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_layout_reads_left_to_right_in_groups(path):
+    wf = load(path)
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    rects = {i: _rect(n) for i, n in nodes.items()}
+    for i in rects:  # no node covers another (or its preview)
+        for j in rects:
+            assert i >= j or not _overlap(rects[i], rects[j]), (nodes[i]["type"], nodes[j]["type"])
+    groups = wf["groups"]
+    assert any(g["title"].startswith("Step 1 - ") for g in groups)
+    for n in wf["nodes"]:  # every node but the note sits inside exactly one group
+        if n["type"] == "MarkdownNote":
+            continue
+        x0, y0, x1, y1 = rects[n["id"]]
+        inside = [g["title"] for g in groups if g["bounding"][0] <= x0 and g["bounding"][1] <= y0
+                  and x1 <= g["bounding"][0] + g["bounding"][2] and y1 <= g["bounding"][1] + g["bounding"][3]]
+        assert len(inside) == 1, (n["type"], inside)
+    for a in groups:
+        for b in groups:
+            assert a is b or not _overlap(_box(a), _box(b)), (a["title"], b["title"])
+    width = max(r[2] for r in rects.values()) - min(r[0] for r in rects.values())
+    for lid, src, _, dst, _, _ in wf["links"]:  # no link across the whole canvas
+        span = abs(rects[dst][0] - rects[src][2])
+        assert span < 0.6 * width, (lid, nodes[src]["type"], nodes[dst]["type"], span, width)
+    groups_x = [g["bounding"][0] for g in sorted(groups, key=lambda g: g["title"]) if g["title"].startswith("Step")]
+    assert groups_x == sorted(groups_x), "steps go left to right"
+
+
+def _box(g: dict) -> tuple[float, float, float, float]:
+    x, y, w, h = g["bounding"]
+    return x, y, x + w, y + h
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_note_says_what_to_load_and_where(path):
+    wf = load(path)
+    notes = nodes_of(wf, "MarkdownNote")
+    assert len(notes) == 1
+    text = notes[0]["widgets_values"][0]
+    assert "ComfyUI/models/" in text or "vllm serve" in text
+    files = [n["widgets_values"][0] for t in ("CheckpointLoaderSimple", "UNETLoader", "VAELoader", "CLIPLoader")
+             for n in nodes_of(wf, t)]
+    for f in files:  # every model file the graph loads is named in the note
+        assert f in text, f
 
 
 def test_files_are_what_the_builder_writes(defs):
