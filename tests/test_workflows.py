@@ -241,3 +241,64 @@ def test_rejects_values_that_do_not_fit(good, defs, ntype, index, value, expect)
 def test_model_file_combos_of_core_loaders_take_any_file(good, defs):
     node_by_type(good, "CheckpointLoaderSimple")["widgets_values"][0] = "my_own_model.safetensors"
     assert check_workflow(good, defs) == []
+
+
+# ------------------------------------------------------------------------------------ subgraph blueprints
+BLUEPRINTS = sorted((ROOT / "subgraphs").glob("*.json"))
+
+
+def test_blueprints_are_what_the_builder_writes(defs):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_subgraphs
+    from build_workflows import FRONTEND_VERSION
+
+    built = build_subgraphs.build(defs, FRONTEND_VERSION)
+    assert sorted(p.stem for p in BLUEPRINTS) == sorted(built) == ["best_of_n", "critique_and_refine_once"]
+    for stem, bp in built.items():
+        assert load(ROOT / "subgraphs" / f"{stem}.json") == bp, f"re-run tools/build_workflows.py ({stem})"
+
+
+@pytest.mark.parametrize("path", BLUEPRINTS, ids=lambda p: p.name)
+def test_blueprint_inner_graph_is_valid(path, defs):
+    """The graph inside each blueprint passes the same checks as a workflow, its inputs and outputs wired to
+    real slots of the right type, and the outer node shows exactly the inputs and outputs it declares."""
+    bp = load(path)
+    (outer,) = bp["nodes"]
+    (sub,) = bp["definitions"]["subgraphs"]
+    assert outer["type"] == sub["id"] and sub["category"] == "RationalRewards" and sub["description"]
+    inner_links = [[lk["id"], lk["origin_id"], lk["origin_slot"], lk["target_id"], lk["target_slot"], lk["type"]]
+                   for lk in sub["links"]]
+    boundary = {lk[0] for lk in inner_links if lk[1] == -10 or lk[3] == -20}
+    nodes = copy.deepcopy(sub["nodes"])
+    for n in nodes:  # what the subgraph's own input and output nodes connect, judged on its own below
+        for s in n["inputs"]:
+            if s["link"] in boundary:
+                s["link"] = None
+        for o in n["outputs"]:
+            o["links"] = [lid for lid in o["links"] if lid not in boundary]
+    wf = {"last_node_id": sub["state"]["lastNodeId"], "last_link_id": sub["state"]["lastLinkId"], "nodes": nodes,
+          "links": [lk for lk in inner_links if lk[0] not in boundary], "version": 0.4}
+    fed = {(lk[3], lk[4]) for lk in inner_links if lk[1] == -10}
+    problems = [p for p in check_workflow(wf, defs) if "is not connected" not in p]
+    unconnected = [p for p in check_workflow(wf, defs) if "is not connected" in p]
+    assert problems == []
+    by_id = {n["id"]: n for n in sub["nodes"]}
+    for p in unconnected:  # a socket left open inside must be fed by a blueprint input
+        nid = int(p.split()[1])
+        name = p.split("'")[1]
+        slot = next(i for i, s in enumerate(by_id[nid]["inputs"]) if s["name"] == name)
+        assert (nid, slot) in fed, p
+    for lk in inner_links:
+        if lk[1] == -10:
+            port = sub["inputs"][lk[2]]
+            assert lk[0] in port["linkIds"] and by_id[lk[3]]["inputs"][lk[4]]["type"] == port["type"]
+        if lk[3] == -20:
+            port = sub["outputs"][lk[4]]
+            assert lk[0] in port["linkIds"] and by_id[lk[1]]["outputs"][lk[2]]["type"] == port["type"]
+    assert [i["name"] for i in outer["inputs"]] == [i["name"] for i in sub["inputs"]]
+    assert [o["type"] for o in outer["outputs"]] == [o["type"] for o in sub["outputs"]]
+    for node_id, widget in outer["properties"]["proxyWidgets"]:
+        if node_id == "-1":
+            assert any(i["name"] == widget and "widget" in i for i in outer["inputs"])
+        else:
+            assert any(s.get("widget", {}).get("name") == widget for s in by_id[int(node_id)]["inputs"])

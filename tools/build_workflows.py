@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Write the pack's drag-and-drop workflows: workflows/<name>.json plus a <name>.jpg thumbnail beside each
-(the same files are ComfyUI's Workflow -> Browse Templates entries for the pack).
+(the same files are ComfyUI's Workflow -> Browse Templates entries for the pack), and the subgraph
+blueprints subgraphs/<name>.json (tools/build_subgraphs.py).
 
     python tools/build_workflows.py
 
@@ -19,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "comfy_standin"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import build_subgraphs  # noqa: E402
 from thumbnails import THUMBNAILS  # noqa: E402
 from workflow_builder import Graph  # noqa: E402
 from workflow_check import load_core, pack_defs  # noqa: E402
@@ -400,6 +402,10 @@ def main() -> int:
         (folder / f"{stem}.json").write_text(json.dumps(wf, indent=2) + "\n")
         THUMBNAILS[stem](folder / f"{stem}.jpg")
         print(stem, len(wf["nodes"]), "nodes", len(wf["links"]), "links")
+    (ROOT / "subgraphs").mkdir(exist_ok=True)
+    for stem, bp in build_subgraphs.build(defs, FRONTEND_VERSION).items():
+        (ROOT / "subgraphs" / f"{stem}.json").write_text(json.dumps(bp, indent=2) + "\n")
+        print("subgraphs/" + stem, len(bp["definitions"]["subgraphs"][0]["nodes"]), "nodes inside")
     return 0
 
 

@@ -212,3 +212,98 @@ def _pack_version() -> str:
 
     text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
     return re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1)
+
+
+# ------------------------------------------------------------------------------------- subgraph blueprints
+class Port:
+    """One input or output of a blueprint: ``name`` outside, the inner node slots it connects to (inputs:
+    any number of (node, input name); outputs: one (node, output name)), and the label shown."""
+
+    def __init__(self, name: str, slots: list[tuple[Node, str]], label: str | None = None):
+        self.name, self.slots, self.label = name, slots, label
+
+
+def blueprint(g: Graph, blueprint_id: str, name: str, description: str, category: str, inputs: list[Port],
+              outputs: list[Port], proxy: list[tuple[Node, str]], frontend_version: str) -> dict:
+    """A subgraph blueprint (what ComfyUI 0.3.67+ serves from ``custom_nodes/<pack>/subgraphs/*.json``): one
+    outer node of type ``blueprint_id`` whose definition holds ``g``'s nodes. ``inputs`` become the subgraph's
+    inputs (a widget input promoted this way shows as a widget on the outer node), ``outputs`` its outputs,
+    and ``proxy`` lists inner widgets shown on the outer node as they are. Written in the shape the frontend
+    saves (definitions.subgraphs, links as objects, the input node -10 and the output node -20)."""
+    import uuid
+
+    g._layout()
+    links = [{"id": lid, "origin_id": s, "origin_slot": so, "target_id": d, "target_slot": di, "type": t}
+             for lid, s, so, d, di, t in g.links]
+    next_link = len(g.links) + 1
+    sub_inputs, outer_inputs, widget_values = [], [], []
+    for k, port in enumerate(inputs):
+        ids = []
+        for node, inp in port.slots:
+            slot_i = next(i for i, s in enumerate(node.inputs) if s["name"] == inp)
+            slot = node.inputs[slot_i]
+            if slot["link"] is not None:
+                raise ValueError(f"{node.type}.{inp} is linked inside the blueprint already")
+            slot["link"] = next_link
+            links.append({"id": next_link, "origin_id": -10, "origin_slot": k, "target_id": node.id,
+                          "target_slot": slot_i, "type": slot["type"]})
+            ids.append(next_link)
+            next_link += 1
+        first_node, first_inp = port.slots[0]
+        slot = next(s for s in first_node.inputs if s["name"] == first_inp)
+        entry = {"id": str(uuid.uuid5(uuid.UUID(blueprint_id), "in:" + port.name)), "name": port.name,
+                 "type": slot["type"], "linkIds": ids} | ({"label": port.label} if port.label else {})
+        sub_inputs.append(entry)
+        outer = {"name": port.name, "type": slot["type"], "link": None} | ({"label": port.label} if port.label else {})
+        if "widget" in slot:
+            outer["widget"] = {"name": port.name}
+            widget_values.append(_widget_value(first_node, first_inp, g))
+        outer_inputs.append(outer)
+    sub_outputs, outer_outputs = [], []
+    for k, port in enumerate(outputs):
+        node, out = port.slots[0]
+        oi = next(i for i, o in enumerate(node.outputs) if o["name"] == out)
+        node.outputs[oi]["links"].append(next_link)
+        otype = node.outputs[oi]["type"]
+        links.append({"id": next_link, "origin_id": node.id, "origin_slot": oi, "target_id": -20,
+                      "target_slot": k, "type": otype})
+        sub_outputs.append({"id": str(uuid.uuid5(uuid.UUID(blueprint_id), "out:" + port.name)), "name": port.name,
+                            "type": otype, "linkIds": [next_link]} | ({"label": port.label} if port.label else {}))
+        outer_outputs.append({"name": port.name, "type": otype, "links": None}
+                             | ({"label": port.label} if port.label else {}))
+        next_link += 1
+    inner = g.to_json(frontend_version)
+    xs = [n["pos"][0] for n in inner["nodes"]]
+    ys = [n["pos"][1] for n in inner["nodes"]]
+    right = max(n["pos"][0] + n["size"][0] for n in inner["nodes"])
+    for k, e in enumerate(sub_inputs):
+        e["pos"] = [min(xs) - 200, min(ys) + 20 * k]
+    for k, e in enumerate(sub_outputs):
+        e["pos"] = [right + 140, min(ys) + 20 * k]
+    proxy_widgets = [["-1", p.name] for p, o in zip(inputs, outer_inputs) if "widget" in o]
+    proxy_widgets += [[str(node.id), widget] for node, widget in proxy]
+    definition = {
+        "id": blueprint_id, "version": 1,
+        "state": {"lastGroupId": len(inner["groups"]), "lastNodeId": len(g.nodes), "lastLinkId": next_link - 1,
+                  "lastRerouteId": 0},
+        "revision": 0, "config": {}, "name": name,
+        "inputNode": {"id": -10, "bounding": [min(xs) - 240, min(ys) - 20, 160, 40 + 20 * len(inputs)]},
+        "outputNode": {"id": -20, "bounding": [right + 120, min(ys) - 20, 160, 40 + 20 * len(outputs)]},
+        "inputs": sub_inputs, "outputs": sub_outputs, "widgets": [],
+        "nodes": inner["nodes"], "groups": inner["groups"], "links": links,
+        "extra": {"workflowRendererVersion": "LG"}, "category": category, "description": description,
+    }
+    outer_id = len(g.nodes) + 1
+    outer_node = {"id": outer_id, "type": blueprint_id, "pos": [0, 0], "size": [400, 60 + 24 * len(inputs)],
+                  "flags": {}, "order": 0, "mode": 0, "inputs": outer_inputs, "outputs": outer_outputs,
+                  "title": name, "properties": {"proxyWidgets": proxy_widgets, "cnr_id": "rationalrewards",
+                                                "ver": _pack_version()},
+                  "widgets_values": widget_values}
+    return {"revision": 0, "last_node_id": outer_id, "last_link_id": 0, "nodes": [outer_node], "links": [],
+            "version": 0.4, "definitions": {"subgraphs": [definition]}, "extra": {}}
+
+
+def _widget_value(node: Node, name: str, g: Graph):
+    """The value ``node``'s widget ``name`` holds (its place in widgets_values by the widget layout)."""
+    layout = widget_layout(g.defs[node.type])
+    return node.widgets_values[layout.index((name, "value"))]
