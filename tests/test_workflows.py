@@ -16,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workflow_check import check_workflow, input_specs, is_widget, load_core, type_name, widget_layout  # noqa: E402
+from workflow_check import (FIXTURE_NEWEST, check_workflow, input_specs, is_widget, load_core,  # noqa: E402
+                            load_core_both, type_name, widget_layout)
 
 EXPECTED = ["critique_image", "t2i_one_refine_step", "simple_loop_early_stop", "graph_loop_flux_t2i",
             "graph_loop_qwen_image_edit", "best_of_n", "pairwise_ab", "simple_loop_remote"]
@@ -25,9 +26,18 @@ FILES = sorted((ROOT / "workflows").glob("*.json"))
 
 @pytest.fixture(scope="module")
 def defs(comfy):
+    """What the files are written against: 0.3.64's core nodes with the widgets 0.33 appended."""
     from workflow_check import pack_defs
 
-    return load_core() | pack_defs()
+    return load_core_both() | pack_defs()
+
+
+@pytest.fixture(scope="module")
+def defs_by_version(comfy):
+    from workflow_check import pack_defs
+
+    pack = pack_defs()
+    return {"0.3.64": load_core() | pack, "0.33.0": load_core(FIXTURE_NEWEST) | pack}
 
 
 def load(path: Path) -> dict:
@@ -51,6 +61,15 @@ def test_workflow_is_valid(path, defs):
     wf = load(path)
     assert wf["version"] == 0.4
     assert check_workflow(wf, defs) == []
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_workflow_fits_both_comfyui_versions(path, defs_by_version):
+    """Every widget of the newest release has a value (newer widgets at the end, which 0.3.64 leaves
+    unused), and 0.3.64's sockets and outputs are all there."""
+    wf = load(path)
+    assert check_workflow(wf, defs_by_version["0.3.64"], skew="file_newer") == []
+    assert check_workflow(wf, defs_by_version["0.33.0"], skew="file_older") == []
 
 
 def test_ids_are_uuid_strings():
@@ -159,11 +178,12 @@ def test_workflows_use_the_documented_models_and_their_own_nodes():
     assert nodes_of(wfs["best_of_n"], "EmptyLatentImage")[0]["widgets_values"][2] == 4
 
 
-def test_standin_schemas_match_what_real_comfyui_reported(defs):
+@pytest.mark.parametrize("fixture", ["core_object_info.json", "core_object_info_0.33.json"])
+def test_standin_schemas_match_what_real_comfyui_reported(defs, fixture):
     """The pack's definitions built from define_schema() (what this test validates against) lay out widgets,
-    sockets and outputs as ComfyUI 0.3.64 itself reported them (fixture's pack_nodes). On a deliberate
-    node change, re-capture with tools/capture_object_info.py."""
-    real = json.loads((ROOT / "tests" / "fixtures" / "core_object_info.json").read_text())["pack_nodes"]
+    sockets and outputs as ComfyUI 0.3.64 and 0.33.0 themselves reported them (fixtures' pack_nodes). On a
+    deliberate node change, re-capture with tools/capture_object_info.py."""
+    real = json.loads((ROOT / "tests" / "fixtures" / fixture).read_text())["pack_nodes"]
     for name, entry in real.items():
         assert name in defs, name
 

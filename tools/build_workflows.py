@@ -5,8 +5,9 @@ blueprints subgraphs/<name>.json (tools/build_subgraphs.py).
 
     python tools/build_workflows.py
 
-Node definitions: core nodes from tests/fixtures/core_object_info.json (tools/capture_object_info.py),
-the pack's from define_schema() through the ComfyUI stand-in, so the files always match the nodes.
+Node definitions: core nodes recorded from ComfyUI 0.3.64 and 0.33.0 (tests/fixtures/, tools/capture_object_info.py;
+widgets 0.33 appended are written too, so the files load complete on both), the pack's from define_schema()
+through the ComfyUI stand-in, so the files always match the nodes.
 Model names are the documented defaults (RationalRewards-8B-T2I / -Edit, the usual ComfyUI file names).
 Each workflow reads left to right in groups, "Step 1 - ..." first, with a note saying what to load and where.
 """
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_subgraphs  # noqa: E402
 from thumbnails import THUMBNAILS  # noqa: E402
 from workflow_builder import Graph  # noqa: E402
-from workflow_check import load_core, pack_defs  # noqa: E402
+from workflow_check import load_core_both, pack_defs  # noqa: E402
 
 #: namespace of the workflows' stable UUIDs (the frontend's schema wants a UUID string as the id)
 WORKFLOW_NS = uuid.UUID("6f1d7f2e-3c1a-4d59-9a43-52b7c3a1e0d4")
@@ -395,7 +396,7 @@ def build(defs: dict) -> dict[str, dict]:
 
 
 def main() -> int:
-    defs = load_core() | pack_defs()
+    defs = load_core_both() | pack_defs()
     folder = ROOT / "workflows"
     folder.mkdir(exist_ok=True)
     for stem, wf in build(defs).items():
