@@ -85,7 +85,8 @@ def load_critic(args, *, edit: bool = False, concurrency: int | None = None) -> 
         from ..models.store import resolve_model
 
         root = models_dir()
-        folder = resolve_model(spec, [root], download_root=root)
+        # The command line takes folder paths too: the user owns this machine (nodes do not).
+        folder = resolve_model(spec, [root], allow_paths=True, download_root=root)
         return LocalCritic.from_pretrained(folder, dtype=args.dtype, quantization=args.quantization,
                                            device=args.device, batch_size=max(1, concurrency or 4))
     except CriticError as e:
