@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from ..models.images import to_pil
+from ..models.images import to_pil, to_rgb
 from ..report.pngmeta import save_png_with_critique
 from ..report.scorecard import scorecards_batch
+from .common import checks_combos
 from .types import CATEGORY, CritiqueBatch, as_critiques
 
 
@@ -50,6 +51,7 @@ class ScoreCardNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, image, critique, title) -> io.NodeOutput:
         critiques = as_critiques(critique, "critique")
         pils = [to_pil(image[i], f"image[{i}]", max_pixels=None) for i in range(int(image.shape[0]))]
@@ -87,6 +89,7 @@ class SaveWithCritiqueNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, images, critique, filename_prefix) -> io.NodeOutput:
         import folder_paths
 
@@ -102,7 +105,8 @@ class SaveWithCritiqueNode(io.ComfyNode):
         saved = []
         for i, c in enumerate(critiques):
             fname = f"{name}_{counter + i:05}_.png"
-            save_png_with_critique(to_pil(images[i], f"images[{i}]", max_pixels=None),
+            # any size ComfyUI's own SaveImage saves: the critic's limits do not apply to saving
+            save_png_with_critique(to_rgb(images[i], f"images[{i}]"),
                                    os.path.join(folder, fname), c, extra)
             saved.append({"filename": fname, "subfolder": subfolder, "type": "output"})
         return io.NodeOutput(ui={"images": saved})
