@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from ..models.images import to_pil, to_rgb
+from ..models.images import to_rgb
 from ..report.pngmeta import save_png_with_critique
 from ..report.scorecard import scorecards_batch
 from .common import checks_combos
@@ -54,7 +54,8 @@ class ScoreCardNode(io.ComfyNode):
     @checks_combos
     def execute(cls, image, critique, title) -> io.NodeOutput:
         critiques = as_critiques(critique, "critique")
-        pils = [to_pil(image[i], f"image[{i}]", max_pixels=None) for i in range(int(image.shape[0]))]
+        # any size: the critic's limits belong to the critic, a card can show a 1x1 or a 4000x16 picture
+        pils = [to_rgb(image[i], f"image[{i}]") for i in range(int(image.shape[0]))]
         pairwise = any(c.kind.startswith("pairwise") for c in critiques)
         if pairwise:
             if len(pils) != 2 * len(critiques) and not (len(pils) == 2 and len(critiques) == 1):

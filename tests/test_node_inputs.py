@@ -167,7 +167,7 @@ def test_shared_workflow_naming_a_missing_critic_gets_the_packs_message(comfy, m
     assert ModelLoader.validate_inputs(model=None) is True
 
 
-# -- Save Image saves what ComfyUI's SaveImage saves -----------------------------------------------
+# -- Save Image saves what ComfyUI's SaveImage saves; a Score Card shows any picture -----------------------------------------------
 @pytest.mark.parametrize("h,w", [(1, 1), (16, 4000), (4000, 16), (3, 700)])
 def test_save_image_takes_any_size(comfy, tmp_path, monkeypatch, h, w):
     import folder_paths
@@ -185,3 +185,13 @@ def test_save_image_takes_any_size(comfy, tmp_path, monkeypatch, h, w):
     with Image.open(path) as im:
         assert im.size == (w, h)
     assert read_critique_from_png(path)[0] == c
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (16, 4000)])
+def test_score_card_takes_any_size(comfy, h, w):
+    from rationalrewards.models.format import parse_critique
+    from rationalrewards.nodes.scorecard import ScoreCardNode
+
+    c = parse_critique(t2i_answer(2.5, 3.5))
+    card = run_node(ScoreCardNode, image=img(1, h, w, 0.25), critique=(c,), title="").args[0]
+    assert card.shape[0] == 1 and card.shape[1] >= 512 and float(card.std()) > 0.05
