@@ -42,7 +42,8 @@ Downloader = Callable[..., Any]
 
 def list_model_dirs(roots: Iterable[str | os.PathLike]) -> list[str]:
     """Relative paths (``/``-separated, sorted, no duplicates) of every folder below ``roots`` that holds
-    a config.json. Hidden folders (``.cache``, ``.git``) are skipped; missing roots are ignored."""
+    a config.json. Hidden folders (``.cache``, ``.git``) and names the node rule refuses (``~old``,
+    ``a:b``) are skipped; missing roots are ignored."""
     found: set[str] = set()
     for root in roots:
         root = Path(root).expanduser()
@@ -52,7 +53,7 @@ def list_model_dirs(roots: Iterable[str | os.PathLike]) -> list[str]:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             if "config.json" in filenames:
                 rel = Path(dirpath).relative_to(root).as_posix()
-                if rel != ".":
+                if rel != "." and is_model_name(rel):  # never offer a name the loader would refuse
                     found.add(rel)
     return sorted(found)
 

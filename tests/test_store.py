@@ -71,6 +71,7 @@ def test_list_model_dirs_recursive_sorted_and_merged(tiny_critic_dir, tmp_path):
     (a / "empty").mkdir()
     _copy_critic(tiny_critic_dir, b / "beta")
     _copy_critic(tiny_critic_dir, b / "zeta")  # same name in two roots: listed once
+    _copy_critic(tiny_critic_dir, b / "~old")  # a name the Model Loader would refuse is not offered
     assert list_model_dirs([a, b, tmp_path / "missing"]) == ["beta", "org/alpha", "zeta"]
 
 
