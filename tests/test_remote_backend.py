@@ -364,4 +364,3 @@ def test_critic_still_works_after_a_cancel(server):
     with pytest.raises(CritiqueInterrupted):
         critic.critique(img(), "x", callbacks=Callbacks(is_interrupted=lambda: time.perf_counter() - start > 0.2))
     assert critic.critique(img(), "x")[0].overall is not None
-
