@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .common import (aspect_float, cat_images, face_summary, first, generation_inputs, score_summary,
-                     settings_from, template_arg)
+from .common import (aspect_float, cat_images, checks_combos, face_summary, first, generation_inputs,
+                     score_summary, settings_from, template_arg)
 from .host import node_callbacks, run_interruptible, show_text
 from .types import CATEGORY, Critic, CritiqueBatch, as_critic, float_score
 
@@ -57,6 +57,7 @@ class CriticNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, critic, image, prompt, seed, max_new_tokens, temperature, source_image=None,
                 template=None) -> io.NodeOutput:
         backend = as_critic(first(critic))
@@ -118,6 +119,7 @@ class CompareNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, critic, image_a, image_b, prompt, seed, max_new_tokens, temperature, source_image=None,
                 template=None) -> io.NodeOutput:
         backend = as_critic(critic)

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 from ..engine.refine import DEFAULT_REWRITE_INSTRUCTION, make_critic_rewriter, refine_prompt
 from ..engine.select import rank
 from ..models.format.scoring import REFINE_RULES
-from .common import settings_from
+from .common import checks_combos, settings_from
 from .host import node_callbacks, run_interruptible, show_text
 from .types import CATEGORY, Critic, CritiqueBatch, as_critic, as_critiques
 
@@ -67,6 +67,7 @@ class PromptRefinerNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, prompt, critique, rule, threshold, source, keep_phrases, token_window, overflow,
                 critic=None, rewrite_instruction=None) -> io.NodeOutput:
         critiques = as_critiques(critique, "critique", pairwise=False)

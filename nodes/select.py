@@ -6,7 +6,7 @@ import json
 from comfy_api.latest import io
 
 from ..engine.select import rank, select_images, select_latent, select_mask
-from .common import generation_inputs, settings_from, template_arg
+from .common import checks_combos, generation_inputs, settings_from, template_arg
 from .host import node_callbacks, run_interruptible, show_text
 from .types import CATEGORY, Critic, CritiqueBatch, as_critic, as_critiques, float_score
 
@@ -68,6 +68,7 @@ class BestOfNNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, images, k, aspect_weights, seed, max_new_tokens, temperature, critique=None, critic=None,
                 prompt=None, latent=None, mask=None, template=None) -> io.NodeOutput:
         n = int(images.shape[0])
