@@ -1,8 +1,8 @@
 """The ``rationalrewards`` command line: parse, critique, refine, score.
 
 Each subcommand lives in its own module and registers itself through ``add_parser(subparsers)``;
-this module only builds the parser and maps errors to exit codes: 0 done, 2 bad usage or bad input
-(one clear line on stderr), 1 anything unexpected, 130 interrupted.
+this module only builds the parser and maps errors to exit codes: 0 done, 2 bad usage, bad input or
+a file that cannot be written (one clear line on stderr), 1 anything unexpected, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UsageError as e:
         print(f"rationalrewards {args.command}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file that cannot be written mid-run (disk full, folder removed): one line, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"rationalrewards {args.command}: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..models.backends.base import Callbacks, CriticBackend, GenerationSettings
 from ..models.errors import CriticError, ImageInputError
+from ..models.images import critic_size_problem
 from ..models.store import KNOWN_REPOS
 from . import UsageError
 
@@ -85,7 +87,8 @@ def load_critic(args, *, edit: bool = False, concurrency: int | None = None) -> 
         from ..models.store import resolve_model
 
         root = models_dir()
-        folder = resolve_model(spec, [root], download_root=root)
+        # The command line takes folder paths too: the user owns this machine (nodes do not).
+        folder = resolve_model(spec, [root], allow_paths=True, download_root=root)
         return LocalCritic.from_pretrained(folder, dtype=args.dtype, quantization=args.quantization,
                                            device=args.device, batch_size=max(1, concurrency or 4))
     except CriticError as e:
@@ -108,19 +111,46 @@ def _remote_critic(url: str, args, concurrency: int | None) -> CriticBackend:
     return RemoteCritic(url, model, api_key_env=args.api_key_env, max_concurrency=max(1, concurrency or 4))
 
 
-def load_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
-    """Open and fully decode an image file as RGB; UsageError naming the file for anything unreadable."""
+def load_image(path: str | os.PathLike, what: str = "image", *, for_critic: bool = True) -> Image.Image:
+    """Open and fully decode an image file as RGB; UsageError naming the file for anything unreadable,
+    and (``for_critic``) for a size the critic cannot read, so that fails before a model loads."""
+    p = _existing_image_file(path, what)
+    try:
+        with Image.open(p) as im:
+            im.load()  # decode now: a truncated file fails here, not later inside the critic
+            rgb = im.convert("RGB") if im.mode != "RGB" else im.copy()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise UsageError(f"{what} {p}: not a readable image ({type(e).__name__}: {e})") from None
+    if for_critic:
+        _check_critic_size(p, what, *rgb.size)
+    return rgb
+
+
+def check_image_file(path: str | os.PathLike, what: str = "image") -> None:
+    """Check an image file from its header only (exists, is an image, a size the critic reads): cheap
+    enough for every file of a large folder before any model loads."""
+    p = _existing_image_file(path, what)
+    try:
+        with Image.open(p) as im:
+            size = im.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise UsageError(f"{what} {p}: not a readable image ({type(e).__name__}: {e})") from None
+    _check_critic_size(p, what, *size)
+
+
+def _existing_image_file(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{what} {p}: no such file")
     if p.is_dir():
         raise UsageError(f"{what} {p}: is a folder, not an image file")
-    try:
-        with Image.open(p) as im:
-            im.load()  # decode now: a truncated file fails here, not later inside the critic
-            return im.convert("RGB") if im.mode != "RGB" else im.copy()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise UsageError(f"{what} {p}: not a readable image ({type(e).__name__}: {e})") from None
+    return p
+
+
+def _check_critic_size(p: Path, what: str, width: int, height: int) -> None:
+    problem = critic_size_problem(width, height, f"{what} {p}")
+    if problem:
+        raise UsageError(problem)
 
 
 def run_critic(call, *args, **kwargs) -> Any:
@@ -173,12 +203,53 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def prepare_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
-    """Create the output folder; UsageError when it is a file or cannot be created."""
+    """Create the output folder and make sure files can be written in it; UsageError (one line) when it,
+    or a folder above it, is a file, or it cannot be created or written to."""
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise UsageError(f"{option} {p}: is a file, not a folder; give a folder for the results")
+    _refuse_file_above(p, option)
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"{option} {p}: cannot create the folder ({e.strerror or e})") from None
+    try:
+        fd, probe = tempfile.mkstemp(dir=p, prefix=".rationalrewards-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"{option} {p}: cannot write files in this folder ({e.strerror or e}); "
+                         "choose a folder you can write to") from None
     return p
+
+
+def prepare_out_file(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Make sure ``path`` can be appended to (creating its folder), without changing an existing file;
+    UsageError (one line) when it is a folder, a folder above it is a file, or it cannot be written."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise UsageError(f"{option} {p}: is a folder; give the file name, e.g. {p / 'scores.jsonl'}")
+    _refuse_file_above(p, option)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{option} {p}: cannot create its folder {p.parent} ({e.strerror or e})") from None
+    existed = p.exists()
+    try:
+        with open(p, "ab"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{option} {p}: cannot write this file ({e.strerror or e}); choose a place you can "
+                         "write to") from None
+    if not existed:
+        p.unlink()  # only a probe: the file is created when the first result is written
+    return p
+
+
+def _refuse_file_above(p: Path, option: str) -> None:
+    """A clear line when a folder on the way to ``p`` is a file (``afile.txt/scores.jsonl``)."""
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{option} {p}: {parent} is a file, not a folder; give a path inside a folder")
+            return

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..engine.loop import GeneratorError, LoopCallbacks, LoopConfig, LoopConfigError, run_loop
 from ..models.format.scoring import DEFAULT_THRESHOLD, REFINE_RULES
+from ..models.images import MIN_SIDE, critic_size_problem
 from ..report.html import write_html_report
 from ..report.pngmeta import save_png_with_critique
 from ..report.scorecard import format_overall
@@ -77,6 +78,12 @@ def _check_numbers(args) -> None:
     for opt, value in (("--width", args.width), ("--height", args.height)):
         if value is not None and value % 8:
             raise UsageError(f"{opt} {value}: must be a multiple of 8 (diffusion VAEs work in 8-pixel blocks)")
+    # The critic must be able to read what is generated (the pipeline's own size when one is not given).
+    w = args.width if args.width is not None else max(args.height or MIN_SIDE, MIN_SIDE)
+    h = args.height if args.height is not None else max(args.width or MIN_SIDE, MIN_SIDE)
+    problem = critic_size_problem(w, h, "the generated image (--width/--height)")
+    if problem:
+        raise UsageError(problem)
     if args.strength is not None and not 0 < args.strength <= 1:
         raise UsageError(f"--strength {args.strength}: must be within (0, 1]")
 

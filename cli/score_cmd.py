@@ -12,9 +12,10 @@ its batch is done::
     {"image": "cat_001.png", "prompt": "...", "overall": 0.75, "critique": {<the parse JSON schema>}}
 
 (plus ``"source"`` for edits). Resumable: pairs (image, prompt) already in --out are skipped, so an
-interrupted run continues where it stopped. The prompts file is checked whole (JSON, keys, files
-exist) before any scoring; an unreadable image met later stops the run with exit code 2 and keeps
-every line written before it. ``--concurrency N``: requests in flight against a URL critic, images
+interrupted run continues where it stopped. --out (writable) and the prompts file are checked whole
+(JSON, keys, each image's header: it exists, is an image, the critic can read its size) before any
+model loads; an image that fails to decode later stops the run with exit code 2 and keeps every line
+written before it. ``--concurrency N``: requests in flight against a URL critic, images
 per generate batch for a local one (default 4).
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any
 
 from ..report.scorecard import format_overall
 from . import UsageError
-from .common import add_critic_args, generation_settings, iter_images, load_critic, load_image, run_critic
+from .common import (add_critic_args, check_image_file, generation_settings, iter_images, load_critic, load_image,
+                     prepare_out_file, run_critic)
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,8 @@ def read_prompts(path: Path, folder: Path) -> list[Item]:
         if source is not None and not isinstance(source, str):
             raise UsageError(f'{where}: "source" must be an image name (string)')
         for what, name in (("image", obj["image"]), ("source", source)):
-            if name is not None and not (folder / name).is_file():
-                raise UsageError(f"{where}: {what} {folder / name}: no such file")
+            if name is not None:  # header only: exists, is an image, a size the critic reads
+                check_image_file(folder / name, f"{where}: {what}")
         items.append(Item(n, obj["image"], obj["prompt"], source))
     return items
 
@@ -127,11 +129,9 @@ def run(args) -> int:
     folder = Path(args.folder).expanduser()
     if not folder.is_dir():
         raise UsageError(f"{folder}: {'is a file, not a folder' if folder.exists() else 'no such folder'} of images")
-    out = Path(args.out).expanduser()
-    if out.is_dir():
-        raise UsageError(f"--out {out}: is a folder; give the scores file name, e.g. {out / 'scores.jsonl'}")
     if args.concurrency < 1:
         raise UsageError(f"--concurrency {args.concurrency}: must be at least 1")
+    out = prepare_out_file(args.out)  # before anything slow: a run must be able to keep its results
     items = read_prompts(Path(args.prompts).expanduser(), folder)
     listed = {(folder / it.image).resolve() for it in items} | {(folder / it.source).resolve() for it in items if it.source}
     unlisted = [f.name for f in iter_images(folder) if f.resolve() not in listed]
@@ -139,10 +139,6 @@ def run(args) -> int:
         print(f"note: {len(unlisted)} image(s) in {folder} have no line in {args.prompts} and are not scored "
               f"(e.g. {', '.join(unlisted[:3])})", file=sys.stderr)
     settings = generation_settings(args)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--out {out}: cannot create its folder ({e.strerror or e})") from None
     done = read_done(out)
     todo = [it for it in items if it.key not in done]
     print(f"scoring {len(todo)} of {len(items)} image(s); {len(items) - len(todo)} already in {out}", file=sys.stderr)

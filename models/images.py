@@ -67,58 +67,75 @@ def _pool_huge(image: Any, max_pixels: int | None) -> Any:
     return F.avg_pool2d(image.permute(2, 0, 1)[None], factor)[0].permute(1, 2, 0).contiguous()
 
 
-def to_pil(image: Any, name: str = "image", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Convert one image (tensor/array [H,W,C] float 0..1 or uint8, or PIL) to RGB PIL within budget."""
+def to_rgb(image: Any, name: str = "image") -> Image.Image:
+    """Convert one image (tensor/array [H,W,C] float 0..1 or uint8, or PIL) to an RGB PIL image of any
+    size: no critic limits, no resizing (what a save node needs; ``to_pil`` adds the critic's rules)."""
     if isinstance(image, Image.Image):
         pil = image
         if pil.mode != "RGB":
             pil = pil.convert("RGBA").convert("RGB") if "A" in pil.mode or pil.mode == "P" else pil.convert("RGB")
+        return pil
+    if _is_torch_tensor(image):
+        image = image.detach().to("cpu")
+        if str(image.dtype) in ("torch.bfloat16", "torch.float16"):
+            image = image.float()
+        arr = image.numpy()
+    elif isinstance(image, np.ndarray):
+        arr = image
     else:
-        if _is_torch_tensor(image):
-            image = image.detach().to("cpu")
-            if str(image.dtype) in ("torch.bfloat16", "torch.float16"):
-                image = image.float()
-            image = _pool_huge(image, max_pixels)
-            arr = image.numpy()
-        elif isinstance(image, np.ndarray):
-            arr = image
-        else:
-            raise ImageInputError(f"{name} must be an IMAGE tensor or PIL image, got {type(image).__name__}")
-        if arr.ndim == 2:
-            arr = arr[:, :, None]
-        if arr.ndim != 3:
-            raise ImageInputError(f"{name} has shape {arr.shape}; expected [height, width, channels]")
-        c = arr.shape[2]
-        if c not in (1, 3, 4):
+        raise ImageInputError(f"{name} must be an IMAGE tensor or PIL image, got {type(image).__name__}")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ImageInputError(f"{name} has shape {arr.shape}; expected [height, width, channels]")
+    c = arr.shape[2]
+    if c not in (1, 3, 4):
+        raise ImageInputError(
+            f"{name} has {c} channels; expected 3 (RGB), 4 (RGBA: alpha is dropped) or 1 (grey). "
+            "If this is a latent, decode it with VAE Decode first"
+        )
+    if arr.dtype == np.uint8:
+        u8 = arr
+    else:
+        arr = arr.astype(np.float32, copy=False)
+        if not np.isfinite(arr).all():
             raise ImageInputError(
-                f"{name} has {c} channels; expected 3 (RGB), 4 (RGBA: alpha is dropped) or 1 (grey). "
-                "If this is a latent, decode it with VAE Decode first"
+                f"{name} contains NaN or infinite values; the image upstream is broken "
+                "(often a VAE decode in fp16 overflowing: try --fp32-vae or a different VAE)"
             )
-        if arr.dtype == np.uint8:
-            u8 = arr
-        else:
-            arr = arr.astype(np.float32, copy=False)
-            if not np.isfinite(arr).all():
-                raise ImageInputError(
-                    f"{name} contains NaN or infinite values; the image upstream is broken "
-                    "(often a VAE decode in fp16 overflowing: try --fp32-vae or a different VAE)"
-                )
-            u8 = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        if c == 4:
-            u8 = u8[:, :, :3]
-        elif c == 1:
-            u8 = np.repeat(u8, 3, axis=2)
-        pil = Image.fromarray(np.ascontiguousarray(u8), "RGB")
-    w, h = pil.size
+        u8 = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if c == 4:
+        u8 = u8[:, :, :3]
+    elif c == 1:
+        u8 = np.repeat(u8, 3, axis=2)
+    return Image.fromarray(np.ascontiguousarray(u8), "RGB")
+
+
+def critic_size_problem(width: int, height: int, name: str = "image") -> str | None:
+    """Why the critic cannot read a ``width`` x ``height`` picture (too small, too elongated), else None.
+    Needs only the size, so the command line checks files from their header before loading a model."""
+    w, h = int(width), int(height)
     if min(w, h) < MIN_SIDE:
-        raise ImageInputError(
-            f"{name} is {w}x{h} pixels; the critic needs at least {MIN_SIDE}x{MIN_SIDE}. "
-            "Check that a real image (not a mask or a 1x1 placeholder) is connected"
-        )
+        return (f"{name} is {w}x{h} pixels; the critic needs at least {MIN_SIDE}x{MIN_SIDE}. "
+                "Check that a real image (not a mask or a 1x1 placeholder) is connected")
     if max(w, h) / min(w, h) > MAX_ASPECT:
-        raise ImageInputError(
-            f"{name} is {w}x{h} pixels, an aspect ratio over {MAX_ASPECT}:1 the critic cannot read; crop it first"
-        )
+        return f"{name} is {w}x{h} pixels, an aspect ratio over {MAX_ASPECT}:1 the critic cannot read; crop it first"
+    return None
+
+
+def to_pil(image: Any, name: str = "image", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Convert one image for the critic: ``to_rgb``, then the critic's size limits (ImageInputError), then
+    a downscale into the pixel budget with the aspect kept."""
+    if _is_torch_tensor(image):
+        image = image.detach().to("cpu")
+        if str(image.dtype) in ("torch.bfloat16", "torch.float16"):
+            image = image.float()
+        image = _pool_huge(image, max_pixels)
+    pil = to_rgb(image, name)
+    w, h = pil.size
+    problem = critic_size_problem(w, h, name)
+    if problem:
+        raise ImageInputError(problem)
     if max_pixels and w * h > max_pixels:
         scale = math.sqrt(max_pixels / (w * h))
         # floor of each side keeps the product within the budget

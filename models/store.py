@@ -3,11 +3,13 @@
 A critic is a Hugging Face format folder (config.json + safetensors weights + tokenizer/processor
 files). ``nodes/`` hands this module the folders ComfyUI knows for ``rationalrewards`` (ComfyUI's
 ``models/rationalrewards`` plus whatever extra_model_paths.yaml adds); the command line hands it a
-directory. The same three functions serve both:
+directory. The same functions serve both:
 
 * ``list_model_dirs(roots)``: the choices a loader shows (every folder holding a config.json).
-* ``resolve_model(spec, roots)``: a folder path, a name relative to a root, or a Hugging Face repo id.
-  A repo id is looked up as ``<root>/<owner>--<name>`` (also ``<root>/<name>``) in every root and,
+* ``resolve_model(spec, roots, allow_paths=...)``: a name relative to a root or a Hugging Face repo id;
+  with ``allow_paths=True`` (the command line only) also a folder path. The node rule
+  (``allow_paths=False``, the default) decides on the name alone and never looks outside the roots.
+  ``check_model_spec`` runs the same checks without downloading (a node's prompt validation). A repo id is looked up as ``<root>/<owner>--<name>`` (also ``<root>/<name>``) in every root and,
   when no complete copy exists, downloaded into ``<download_root>/<owner>--<name>`` (default: the first
   root). The download is resumable (huggingface_hub keeps partial files in the folder's
   ``.cache/huggingface``), shows progress, fetches only config/tokenizer/processor/safetensors files,
@@ -40,7 +42,8 @@ Downloader = Callable[..., Any]
 
 def list_model_dirs(roots: Iterable[str | os.PathLike]) -> list[str]:
     """Relative paths (``/``-separated, sorted, no duplicates) of every folder below ``roots`` that holds
-    a config.json. Hidden folders (``.cache``, ``.git``) are skipped; missing roots are ignored."""
+    a config.json. Hidden folders (``.cache``, ``.git``) and names the node rule refuses (``~old``,
+    ``a:b``) are skipped; missing roots are ignored."""
     found: set[str] = set()
     for root in roots:
         root = Path(root).expanduser()
@@ -50,7 +53,7 @@ def list_model_dirs(roots: Iterable[str | os.PathLike]) -> list[str]:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             if "config.json" in filenames:
                 rel = Path(dirpath).relative_to(root).as_posix()
-                if rel != ".":
+                if rel != "." and is_model_name(rel):  # never offer a name the loader would refuse
                     found.add(rel)
     return sorted(found)
 
@@ -75,12 +78,23 @@ def resolve_model(
     spec: str | os.PathLike,
     roots: Iterable[str | os.PathLike] = (),
     *,
+    allow_paths: bool = False,
     download_root: str | os.PathLike | None = None,
     allow_download: bool = True,
     progress: bool = True,
     downloader: Downloader | None = None,
 ) -> Path:
-    """Turn a folder path, a name relative to one of ``roots`` or a Hugging Face repo id into a folder.
+    """Turn a model name (or, with ``allow_paths``, a folder path) into a complete model folder.
+
+    Two rules, chosen by the caller:
+
+    * ``allow_paths=False`` (ComfyUI nodes: the name may come from a shared workflow or a remote API
+      client): only a folder name inside one of ``roots`` (``org/name`` sub-folders included; a folder
+      that is a symlink to another disk is fine) or a Hugging Face repo id. ``..``, absolute paths,
+      ``~``, backslashes, drive letters and hidden folders are refused by the name alone, with the
+      same message whether or not such a folder exists, so a client cannot probe the server's disk.
+    * ``allow_paths=True`` (the command line: the user owns the machine): also an absolute or
+      ``./``-relative folder path, ``~`` expanded, and a folder relative to the working directory.
 
     A repo id with no complete copy in any root is downloaded (``downloader`` defaults to
     ``huggingface_hub.snapshot_download``; tests pass a stand-in). Raises ModelFolderError when nothing
@@ -88,30 +102,92 @@ def resolve_model(
     The returned folder is complete but not yet validated: call ``validate_model_dir`` on it.
     """
     roots = [Path(r).expanduser() for r in roots]
+    text, found = _lookup(spec, roots, allow_paths)
+    if found is not None:
+        return found
+    return _resolve_repo(text, roots, download_root, allow_download, progress, downloader)
+
+
+def check_model_spec(spec: str | os.PathLike | None, roots: Iterable[str | os.PathLike] = (), *,
+                     allow_paths: bool = False) -> None:
+    """Raise the ModelFolderError ``resolve_model`` would raise for ``spec``, without downloading
+    anything: a refused or unknown name, or a repo id that is not downloaded while HF_HUB_OFFLINE=1.
+    Cheap (a few stat calls), so a node can run it when ComfyUI validates a prompt."""
+    roots = [Path(r).expanduser() for r in roots]
+    text, found = _lookup(spec, roots, allow_paths)
+    if found is None and _repo_copy(text, roots) is None and hub_offline():
+        raise ModelFolderError(_offline_message(text, _download_target(text, roots, None)))
+
+
+def _lookup(spec, roots: list[Path], allow_paths: bool) -> tuple[str, Path | None]:
+    """(the stripped name, its folder) for a local hit; (repo id, None) for a repo id to look up or
+    download; ModelFolderError for anything else."""
     text = os.fspath(spec).strip() if spec is not None else ""
     if not text:
         raise ModelFolderError("no critic model given: choose a folder from the list or enter a Hugging Face repo id "
                                f"such as {KNOWN_REPOS[0]}")
-    path = Path(text).expanduser()
-    if path.is_absolute() or text.startswith("."):
-        if path.is_dir():
-            return path
-        raise ModelFolderError(f"critic folder {text} does not exist; check the path")
+    if not allow_paths:
+        if not is_model_name(text):
+            raise ModelFolderError(refused_name_message(text))
+    elif "\0" in text:
+        raise ModelFolderError(f"critic {text!r} is not a usable path (it contains a NUL character)")
+    else:
+        path = Path(text).expanduser()
+        if path.is_absolute() or text.startswith((".", "~")):
+            if path.is_dir():
+                return text, path
+            raise ModelFolderError(f"critic folder {text} does not exist; check the path")
     for root in roots:
-        cand = (root / text)
+        cand = root / text
         if cand.is_dir() and _within(cand, root):
-            return cand
-    if path.is_dir() and (not is_repo_id(text) or (path / "config.json").is_file()):  # relative to the working directory (command line)
-        return path
+            return text, cand
+    if allow_paths:
+        path = Path(text)
+        if path.is_dir() and (not is_repo_id(text) or (path / "config.json").is_file()):  # relative to the working directory
+            return text, path
     if is_repo_id(text):
-        return _resolve_repo(text, roots, download_root, allow_download, progress, downloader)
+        return text, None
+    raise ModelFolderError(_not_found_message(text, roots, allow_paths))
+
+
+#: One name segment: no separators, drive colons, control characters; not hidden (.cache holds partial
+#: downloads) and not starting with ~ (a home folder to a shell: refused as a path, never expanded).
+_SEGMENT = re.compile(r"^[^.~/\\:\x00-\x1f\x7f][^/\\:\x00-\x1f\x7f]*$")
+
+
+def is_model_name(text: str) -> bool:
+    """True for a name the node rule accepts: ``/``-separated folder names below a root (``mine``,
+    ``org/mine``), which also covers repo ids. Decided on the text alone, never on the disk."""
+    return all(_SEGMENT.match(seg) for seg in text.split("/"))
+
+
+def refused_name_message(text: str) -> str:
+    """The one message for every name the node rule refuses (the same whether or not it exists)."""
+    return (f"model {text!r} is not a model name: the Model Loader loads only a folder inside the rationalrewards "
+            f"model folders (ComfyUI/models/rationalrewards and the extra_model_paths.yaml entries), chosen by its "
+            f"name, or a Hugging Face repo id such as {KNOWN_REPOS[0]}; paths (.., absolute, ~) are not accepted. "
+            "To use a folder kept elsewhere, add the folder that holds it to extra_model_paths.yaml as "
+            "'rationalrewards: /path/to/models' (or symlink it into models/rationalrewards) and restart ComfyUI")
+
+
+def _not_found_message(text: str, roots: list[Path], allow_paths: bool) -> str:
     searched = ", ".join(str(r) for r in roots) or "(no model folders registered)"
     names = list_model_dirs(roots)
     have = f"; available: {', '.join(names[:20])}" if names else ""
-    raise ModelFolderError(
-        f"critic {text!r} not found in {searched}{have}. Put the model folder there, give a full path, or a "
-        f"Hugging Face repo id such as {KNOWN_REPOS[0]}"
-    )
+    last = text.rsplit("/", 1)[-1].lower()
+    known = next((r for r in KNOWN_REPOS if last in (r.split("/")[1].lower(), repo_folder_name(r).lower())), None)
+    first = roots[0] / text if roots else Path(text)
+    if known:
+        get = (f"It looks like {known}: choose that entry to download it on first use, or download it yourself "
+               f"(`hf download {known} --local-dir {first}`)")
+    else:
+        get = f"Or choose a Hugging Face repo id such as {KNOWN_REPOS[0]} to download it on first use"
+    if allow_paths:
+        put = f"Put the model folder there as {first}, or give the path of the folder"
+    else:
+        put = (f"Put the model folder there as {first}, or add the folder that holds it to extra_model_paths.yaml "
+               "('rationalrewards: /path/to/models') and restart ComfyUI")
+    return f"critic {text!r} not found in {searched}{have}. {put}. {get}"
 
 
 def _within(path: Path, root: Path) -> bool:
@@ -121,23 +197,43 @@ def _within(path: Path, root: Path) -> bool:
     return rel != ".." and not rel.startswith(".." + os.sep) and not os.path.isabs(rel)
 
 
-def _resolve_repo(repo_id, roots, download_root, allow_download, progress, downloader) -> Path:
-    owner, name = repo_id.split("/", 1)
+def _repo_copy(repo_id: str, roots: list[Path]) -> Path | None:
+    """A complete copy of ``repo_id`` in any root (``<root>/<owner>--<name>`` or ``<root>/<name>``)."""
+    _, name = repo_id.split("/", 1)
     for root in roots:
         for folder in (root / repo_folder_name(repo_id), root / name):
             if folder.is_dir() and weights_complete(folder):
                 return folder
+    return None
+
+
+def _download_target(repo_id: str, roots: list[Path], download_root) -> Path:
     if download_root is None:
         if not roots:
             raise ModelFolderError(f"cannot download {repo_id}: no model folder to download into; "
                                    "pass download_root or register a rationalrewards model folder")
         download_root = roots[0]
-    target = Path(download_root).expanduser() / repo_folder_name(repo_id)
-    how = (f"download it on a machine with internet (`hf download {repo_id} --local-dir {target}`) and copy "
-           f"the folder to {target}")
+    return Path(download_root).expanduser() / repo_folder_name(repo_id)
+
+
+def _how_to_copy(repo_id: str, target: Path) -> str:
+    return (f"download it on a machine with internet (`hf download {repo_id} --local-dir {target}`) and copy "
+            f"the folder to {target}")
+
+
+def _offline_message(repo_id: str, target: Path) -> str:
+    return (f"{repo_id} is not downloaded and HF_HUB_OFFLINE=1 forbids downloading; {_how_to_copy(repo_id, target)}, "
+            "or unset HF_HUB_OFFLINE")
+
+
+def _resolve_repo(repo_id, roots, download_root, allow_download, progress, downloader) -> Path:
+    copy = _repo_copy(repo_id, roots)
+    if copy is not None:
+        return copy
+    target = _download_target(repo_id, roots, download_root)
+    how = _how_to_copy(repo_id, target)
     if hub_offline():
-        raise ModelFolderError(f"{repo_id} is not downloaded and HF_HUB_OFFLINE=1 forbids downloading; {how}, "
-                               "or unset HF_HUB_OFFLINE")
+        raise ModelFolderError(_offline_message(repo_id, target))
     if not allow_download:
         raise ModelFolderError(f"{repo_id} is not downloaded and downloads are turned off; {how}, "
                                "or allow downloads")

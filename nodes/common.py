@@ -1,7 +1,10 @@
-"""Inputs and conversions several nodes share: generation settings, prompts, list-input unwrapping."""
+"""Inputs and conversions several nodes share: generation settings, prompts, list-input unwrapping,
+and the check of combo values against their options."""
 from __future__ import annotations
 
-from typing import Any
+import functools
+import inspect
+from typing import Any, Callable
 
 from comfy_api.latest import io
 
@@ -82,6 +85,38 @@ def score_summary(c: Critique | Comparison) -> str:
     return "\n".join(lines)
 
 
+#: Short aspect names for the node face (the full titles wrap at a node's default width).
+FACE_NAMES = {"text_faithfulness": "text faithfulness", "image_faithfulness": "source kept",
+              "physical_quality": "quality", "text_rendering": "text rendering"}
+
+
+def face_summary(results: "list[Critique | Comparison] | tuple") -> str:
+    """What the node shows when it finishes, readable at the node's default size (about three lines):
+    the overall score and verdict first, then the aspect scores; one block per image of a batch."""
+    blocks = []
+    many = len(results) > 1
+    for i, c in enumerate(results):
+        head = f"image {i + 1}: " if many else ""
+        if isinstance(c, Comparison):
+            first_line = f"{head}winner {c.winner or 'unknown'} (overall A {_pct(c.overall_a)}, B {_pct(c.overall_b)})"
+            aspects = " · ".join(f"{FACE_NAMES[n]} {_na(a.not_applicable, a.score_a)}/{_na(a.not_applicable, a.score_b)}"
+                                 for n, a in c.aspects.items())
+        else:
+            verdict = "" if c.needs_refinement is None else (" · needs refinement" if c.needs_refinement else " · good")
+            first_line = f"{head}overall {_pct(c.overall)}{verdict}"
+            aspects = " · ".join(f"{FACE_NAMES[n]} {_na(a.not_applicable, a.score)}" for n, a in c.aspects.items())
+        lines = [first_line, aspects]
+        if c.problems:
+            codes = dict.fromkeys(p.split(":", 1)[0] for p in c.problems)  # each kind once, in order
+            lines.append(f"{len(c.problems)} problem(s): " + ", ".join(codes))
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def _na(not_applicable: bool, v: float | None) -> str:
+    return "N/A" if not_applicable else _num(v)
+
+
 def _num(v: float | None) -> str:
     return "?" if v is None else f"{v:g}"
 
@@ -95,3 +130,59 @@ def aspect_float(c: Critique, name: str) -> float:
     if a is None:  # e.g. image_faithfulness of a text-to-image critique
         return float_score(None, True)
     return float_score(a.score, a.not_applicable)
+
+
+#: Longest list of choices written into an error message (sampler lists run to ~40 names).
+MAX_LISTED_CHOICES = 25
+
+
+def checks_combos(execute: Callable) -> Callable:
+    """Decorator for a node's ``execute``: every Combo input must hold one of its schema's options.
+
+    ComfyUI 0.33 refuses such a prompt before the node runs; 0.3.64 does not check V3 combos at all,
+    so an edited or API workflow could run ``device = "cuda:9"`` as the CPU or an unknown refiner
+    source as the default. Driven by ``define_schema()``, so new inputs and new options are covered
+    without touching this code. Inputs the node checks itself in ``validate_inputs`` are skipped, as
+    ComfyUI skips them. Use under ``@classmethod``.
+    """
+    signature = inspect.signature(execute)
+
+    @functools.wraps(execute)
+    def checked(cls, *args, **kwargs):
+        check_combo_values(cls, signature.bind_partial(cls, *args, **kwargs).arguments)
+        return execute(cls, *args, **kwargs)
+
+    return checked
+
+
+def check_combo_values(node: type, values: dict[str, Any]) -> None:
+    """Raise ValueError naming the input and its choices for the first combo value not in its options."""
+    schema = node.define_schema()
+    own = self_validated_inputs(node)
+    for spec in schema.inputs or []:
+        options = getattr(spec, "options", None)
+        if not isinstance(spec, io.Combo.Input) or options is None or spec.id in own or spec.id not in values:
+            continue
+        value = values[spec.id]
+        listed = isinstance(value, list) and (schema.is_input_list or getattr(spec, "multiselect", False))
+        for v in (value if listed else [value]):
+            if v is not None and v not in options:
+                raise ValueError(invalid_choice_message(spec.id, v, options))
+
+
+def invalid_choice_message(name: str, value: Any, options: list) -> str:
+    """'<input>' = <value> is not one of its choices: a, b, c. (The one wording every node uses.)"""
+    shown = ", ".join(str(o) for o in options[:MAX_LISTED_CHOICES])
+    if len(options) > MAX_LISTED_CHOICES:
+        shown += f", ... ({len(options)} choices in all)"
+    return (f"'{name}' = {value!r} is not one of its choices: {shown}. Pick one of them on the node (an edited "
+            "or API workflow may carry a value this version of the node does not have)")
+
+
+def self_validated_inputs(node: type) -> set[str]:
+    """Inputs the node's own ``validate_inputs`` takes by name (ComfyUI then skips its checks of them)."""
+    fn = getattr(node, "validate_inputs", None)
+    base = getattr(io.ComfyNode, "validate_inputs", None)
+    if fn is None or getattr(fn, "__func__", fn) is getattr(base, "__func__", base):
+        return set()
+    return set(inspect.getfullargspec(fn).args) - {"cls", "self"}

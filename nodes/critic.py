@@ -1,11 +1,11 @@
 """Critic (one critique per image) and Compare (A/B judgement) nodes."""
 from __future__ import annotations
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
-from .common import (aspect_float, cat_images, first, generation_inputs, score_summary, settings_from,
-                     template_arg)
-from .host import node_callbacks, run_interruptible
+from .common import (aspect_float, cat_images, checks_combos, face_summary, first, generation_inputs,
+                     score_summary, settings_from, template_arg)
+from .host import node_callbacks, run_interruptible, show_text
 from .types import CATEGORY, Critic, CritiqueBatch, as_critic, float_score
 
 ASPECT_OUTPUTS = ("text_faithfulness", "image_faithfulness", "physical_quality", "text_rendering")
@@ -57,6 +57,7 @@ class CriticNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, critic, image, prompt, seed, max_new_tokens, temperature, source_image=None,
                 template=None) -> io.NodeOutput:
         backend = as_critic(first(critic))
@@ -71,8 +72,6 @@ class CriticNode(io.ComfyNode):
             callbacks=callbacks, template=template_arg(template)))
         per_prompt = prompts if len(prompts) > 1 else prompts * len(critiques)
         refined = [c.refined_request or p.strip() for c, p in zip(critiques, per_prompt)]
-        text = "\n\n".join(
-            (f"image {i + 1}:\n" if len(critiques) > 1 else "") + score_summary(c) for i, c in enumerate(critiques))
         return io.NodeOutput(
             tuple(critiques),
             [c.raw for c in critiques],
@@ -80,7 +79,7 @@ class CriticNode(io.ComfyNode):
             [float_score(c.overall) for c in critiques],
             *[[aspect_float(c, name) for c in critiques] for name in ASPECT_OUTPUTS],
             [bool(c.needs_refinement) for c in critiques],
-            ui=ui.PreviewText(text),
+            ui=show_text(cls.hidden.unique_id, face_summary(critiques)),
         )
 
 
@@ -120,6 +119,7 @@ class CompareNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, critic, image_a, image_b, prompt, seed, max_new_tokens, temperature, source_image=None,
                 template=None) -> io.NodeOutput:
         backend = as_critic(critic)
@@ -134,5 +134,5 @@ class CompareNode(io.ComfyNode):
         return io.NodeOutput(
             tuple(results), first_r.winner or "unknown", float_score(first_r.overall_a),
             float_score(first_r.overall_b), table, "\n\n".join(r.raw for r in results),
-            ui=ui.PreviewText(table),
+            ui=show_text(cls.hidden.unique_id, face_summary(results)),
         )

@@ -63,6 +63,17 @@ def send_text(node_id: str | None, text: str) -> None:
         pass
 
 
+def show_text(node_id: str | None, text: str):
+    """Leave ``text`` on the node when it finishes, and in the run's history.
+
+    The frontend shows a node's last progress text on the node itself; a ``ui`` text is stored in the
+    history but drawn only by nodes with their own frontend code (core Preview Any), so both are sent."""
+    from comfy_api.latest import ui
+
+    send_text(node_id, text)
+    return ui.PreviewText(text)
+
+
 def node_callbacks(node_id: str | None, n_items: int, header: Callable[[int], str] | None = None) -> Callbacks:
     """Callbacks that move the node's progress bar, stream the answer onto the node and poll Cancel."""
     import comfy.utils

@@ -5,8 +5,10 @@ from comfy_api.latest import io
 
 from ..models.backends.local import LocalCritic
 from ..models.backends.remote import RemoteCritic
-from ..models.store import KNOWN_REPOS, list_model_dirs, resolve_model
+from ..models.errors import ModelFolderError
+from ..models.store import KNOWN_REPOS, check_model_spec, list_model_dirs, resolve_model
 from . import host
+from .common import checks_combos
 from .types import CATEGORY, Critic
 
 
@@ -31,9 +33,10 @@ class ModelLoader(io.ComfyNode):
             "for your checkpoint and comes back when needed.",
             inputs=[
                 io.Combo.Input("model", options=choices, default=choices[0] if choices else None,
-                               tooltip="A folder under models/rationalrewards (any folder with config.json), or "
-                               "TIGER-Lab/RationalRewards-8B-T2I / -Edit to download it there on first use "
-                               "(never again once the files are there; set HF_HUB_OFFLINE=1 to forbid downloads)."),
+                               tooltip="A folder under models/rationalrewards (any folder with config.json; add "
+                               "other places in extra_model_paths.yaml), or TIGER-Lab/RationalRewards-8B-T2I / -Edit "
+                               "to download it there on first use (never again once the files are there; set "
+                               "HF_HUB_OFFLINE=1 to forbid downloads). Paths are not accepted."),
                 io.Combo.Input("dtype", options=["auto", "bf16", "fp16", "fp32"], default="auto",
                                tooltip="Weights precision. auto: bf16 where the GPU supports it, else fp16; fp32 on CPU."),
                 io.Combo.Input("attention", options=["sdpa", "eager", "flash_attention_2"], default="sdpa",
@@ -56,6 +59,24 @@ class ModelLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, model=None):
+        """Check the model name when ComfyUI validates the prompt, with the pack's own message.
+
+        Taking ``model`` here makes ComfyUI 0.33 skip its bare "Value not in list" check of it, so a shared
+        workflow naming a critic this machine lacks is refused with where to put the model and how to
+        download it (0.3.64 calls this too). Only names are checked here, nothing is downloaded; a linked
+        (not yet known) value arrives as None and is checked in execute.
+        """
+        if model is None:
+            return True
+        try:
+            check_model_spec(model, host.model_roots())
+        except ModelFolderError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    @checks_combos
     def execute(cls, model, dtype, attention, quantization, device, keep_resident, batch_size) -> io.NodeOutput:
         roots = host.model_roots()
         folder = resolve_model(model, roots, download_root=roots[0])
@@ -99,6 +120,7 @@ class RemoteCriticNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, base_url, model, api_key_env, timeout, retries, max_concurrency) -> io.NodeOutput:
         return io.NodeOutput(RemoteCritic(
             base_url, model, api_key_env=api_key_env.strip() or None, timeout=timeout, retries=retries,

@@ -30,6 +30,7 @@ from comfy_api.latest import io, ui
 from ..engine.history import LoopResult, LoopState
 from ..engine.loop import LoopCallbacks, LoopConfig, LoopConfigError, start, step
 from . import host
+from .common import checks_combos
 from .loop_common import (LOOP_CATEGORY, loop_outputs, max_iterations_input, node_text, refine_config,
                           refine_inputs, result_outputs, result_ui, seed_policy_input)
 from .types import Critic, as_critic
@@ -128,6 +129,7 @@ class LoopStartNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, prompt, seed, max_iterations, seed_policy, loop_state=None) -> io.NodeOutput:
         n = int(max_iterations)
         if loop_state is not None:
@@ -263,6 +265,7 @@ class LoopEndNode(io.ComfyNode):
         return float("nan")  # never equal to itself: the loop always runs again when queued
 
     @classmethod
+    @checks_combos
     def execute(cls, flow, image, critic, rule, threshold, patience, keep_phrases, token_window, overflow,
                 source_image=None) -> io.NodeOutput:
         if not isinstance(flow, LoopFlow):

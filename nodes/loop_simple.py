@@ -14,6 +14,7 @@ from comfy_api.latest import io
 from ..engine.loop import LoopCallbacks, LoopConfig, run_loop
 from ..models.errors import CritiqueInterrupted
 from . import host
+from .common import checks_combos
 from .loop_common import (LOOP_CATEGORY, loop_outputs, max_iterations_input, node_text, refine_config,
                           refine_inputs, result_outputs, result_ui, seed_policy_input)
 from .types import Critic, as_critic
@@ -146,6 +147,7 @@ class SimpleLoopNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, model, clip, vae, positive, negative, width, height, batch_size, seed, steps, cfg, sampler_name,
                 scheduler, denoise, critic, rule, threshold, patience, keep_phrases, token_window, overflow,
                 max_iterations, seed_policy, latent=None, source_image=None) -> io.NodeOutput:

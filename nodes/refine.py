@@ -1,13 +1,13 @@
 """Prompt Refiner node: critique + prompt -> the prompt to use next, whether it changed, and why."""
 from __future__ import annotations
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..engine.refine import DEFAULT_REWRITE_INSTRUCTION, make_critic_rewriter, refine_prompt
 from ..engine.select import rank
 from ..models.format.scoring import REFINE_RULES
-from .common import settings_from
-from .host import node_callbacks, run_interruptible
+from .common import checks_combos, settings_from
+from .host import node_callbacks, run_interruptible, show_text
 from .types import CATEGORY, Critic, CritiqueBatch, as_critic, as_critiques
 
 
@@ -67,6 +67,7 @@ class PromptRefinerNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, prompt, critique, rule, threshold, source, keep_phrases, token_window, overflow,
                 critic=None, rewrite_instruction=None) -> io.NodeOutput:
         critiques = as_critiques(critique, "critique", pairwise=False)
@@ -83,4 +84,4 @@ class PromptRefinerNode(io.ComfyNode):
             prompt, chosen, rule=rule, threshold=threshold, keep_phrases=keep_phrase_list(keep_phrases),
             token_limit=77 if token_window != "off" else None, overflow=overflow, rewrite=rewrite))
         text = decision.reason + "".join(f"\nwarning: {w}" for w in decision.warnings)
-        return io.NodeOutput(decision.next_prompt, decision.changed, text, ui=ui.PreviewText(text))
+        return io.NodeOutput(decision.next_prompt, decision.changed, text, ui=show_text(cls.hidden.unique_id, text))

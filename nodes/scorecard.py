@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from ..models.images import to_pil
+from ..models.images import to_rgb
 from ..report.pngmeta import save_png_with_critique
 from ..report.scorecard import scorecards_batch
+from .common import checks_combos
 from .types import CATEGORY, CritiqueBatch, as_critiques
 
 
@@ -50,9 +51,11 @@ class ScoreCardNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, image, critique, title) -> io.NodeOutput:
         critiques = as_critiques(critique, "critique")
-        pils = [to_pil(image[i], f"image[{i}]", max_pixels=None) for i in range(int(image.shape[0]))]
+        # any size: the critic's limits belong to the critic, a card can show a 1x1 or a 4000x16 picture
+        pils = [to_rgb(image[i], f"image[{i}]") for i in range(int(image.shape[0]))]
         pairwise = any(c.kind.startswith("pairwise") for c in critiques)
         if pairwise:
             if len(pils) != 2 * len(critiques) and not (len(pils) == 2 and len(critiques) == 1):
@@ -87,6 +90,7 @@ class SaveWithCritiqueNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, images, critique, filename_prefix) -> io.NodeOutput:
         import folder_paths
 
@@ -102,7 +106,8 @@ class SaveWithCritiqueNode(io.ComfyNode):
         saved = []
         for i, c in enumerate(critiques):
             fname = f"{name}_{counter + i:05}_.png"
-            save_png_with_critique(to_pil(images[i], f"images[{i}]", max_pixels=None),
+            # any size ComfyUI's own SaveImage saves: the critic's limits do not apply to saving
+            save_png_with_critique(to_rgb(images[i], f"images[{i}]"),
                                    os.path.join(folder, fname), c, extra)
             saved.append({"filename": fname, "subfolder": subfolder, "type": "output"})
         return io.NodeOutput(ui={"images": saved})

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..engine.select import rank, select_images, select_latent, select_mask
-from .common import generation_inputs, settings_from, template_arg
-from .host import node_callbacks, run_interruptible
+from .common import checks_combos, generation_inputs, settings_from, template_arg
+from .host import node_callbacks, run_interruptible, show_text
 from .types import CATEGORY, Critic, CritiqueBatch, as_critic, as_critiques, float_score
 
 
@@ -68,6 +68,7 @@ class BestOfNNode(io.ComfyNode):
         )
 
     @classmethod
+    @checks_combos
     def execute(cls, images, k, aspect_weights, seed, max_new_tokens, temperature, critique=None, critic=None,
                 prompt=None, latent=None, mask=None, template=None) -> io.NodeOutput:
         n = int(images.shape[0])
@@ -93,5 +94,5 @@ class BestOfNNode(io.ComfyNode):
         return io.NodeOutput(
             select_images(images, idx), ",".join(map(str, idx)), [float_score(r.score) for r in ranked],
             out_latent, out_mask, tuple(r.critique for r in ranked),
-            ui=ui.PreviewText("\n".join(lines) + "\n" + json.dumps({"indices": idx})),
+            ui=show_text(cls.hidden.unique_id, "\n".join(lines) + "\n" + json.dumps({"indices": idx})),
         )

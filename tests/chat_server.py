@@ -258,9 +258,19 @@ def _make_handler(srv: ChatServer):
             pass
 
         _responded = False
+        _counted = False
+
+        def _leave(self) -> None:
+            """This request stops counting as in flight. Called before the answer's bytes leave, since the
+            client may send its next request the moment it has them (counting after would see one too many)."""
+            if self._counted:
+                self._counted = False
+                with srv._lock:
+                    srv._in_flight -= 1
 
         def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
             self._responded = True
+            self._leave()
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json" if not isinstance(payload, bytes) else "text/html")
@@ -310,14 +320,14 @@ def _make_handler(srv: ChatServer):
             with srv._lock:
                 srv._in_flight += 1
                 srv.max_in_flight = max(srv.max_in_flight, srv._in_flight)
+            self._counted = True
             try:
                 self._chat(rec)
             finally:
                 # Faults that answer nothing must end the connection, or a keep-alive client waits.
                 if not self._responded:
                     self.close_connection = True
-                with srv._lock:
-                    srv._in_flight -= 1
+                self._leave()
 
         def _chat(self, rec: ChatRequestRecord) -> None:
             fault = srv._take_fault()

@@ -100,7 +100,9 @@ def test_bad_json_line_names_the_line_and_keeps_the_output(tmp_path, capsys):
 
 def test_unreadable_image_later_keeps_earlier_lines(tmp_path, capsys):
     folder, prompts = make_folder(tmp_path, n=3)
-    (folder / "im2.png").write_bytes(b"\x89PNG broken")
+    # a readable header (size 32x32) but cut-off pixel data: only decoding finds it, mid-run
+    full = (folder / "im2.png").read_bytes()
+    (folder / "im2.png").write_bytes(full[: len(full) // 2])
     out = tmp_path / "s.jsonl"
     with ChatServer() as srv:
         rc = main(["score", str(folder), "--prompts", str(prompts), "--out", str(out), "--critic", srv.url,
@@ -142,3 +144,21 @@ def test_bad_input_exit_2_one_line(tmp_path, case, capsys):
     assert rc == 2 and err.count("\n") == 1 and want in err, err
     if before is not None:
         assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("case,want", [("broken_header", "not a readable image"), ("tiny", "1x1 pixels"),
+                                       ("sliver", "aspect ratio")])
+def test_images_the_critic_cannot_read_stop_the_run_before_any_scoring(tmp_path, capsys, case, want):
+    """Every listed image's header is checked before a model loads (here the critic is a folder that does
+    not exist: its error would come first otherwise) and nothing is written."""
+    folder, prompts = make_folder(tmp_path, n=3)
+    if case == "broken_header":
+        (folder / "im2.png").write_bytes(b"\x89PNG broken")
+    else:
+        Image.new("RGB", (1, 1) if case == "tiny" else (4000, 16)).save(folder / "im2.png")
+    out = tmp_path / "s.jsonl"
+    rc = main(["score", str(folder), "--prompts", str(prompts), "--out", str(out), "--critic", str(tmp_path / "none")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "line 3" in err and "im2.png" in err and want in err, err
+    assert not out.exists()

@@ -9,7 +9,7 @@ building ComfyUI 0.3.64, its venv and the tiny models):
                                     tiny-critic, else <checkout>/../tiny-critic)
     RATIONALREWARDS_TINY_SD15       a tiny SD1.5 checkpoint file (default: <checkout>/models/checkpoints/
                                     tiny-sd15.safetensors)
-    RATIONALREWARDS_COMFY_PORT      the server's port (default: a free one)
+    RATIONALREWARDS_COMFY_PORT      the port the server listens on (default: a free one)
 
 The server runs with --cpu in a temporary --base-directory: custom_nodes/ holds a link to this checkout,
 models/checkpoints and models/rationalrewards links to the tiny models, input/ a test picture. Each workflow is
@@ -99,7 +99,7 @@ class Server:
         from PIL import Image
 
         Image.new("RGB", (96, 96), (200, 90, 40)).save(base / "input" / "example.png")
-        self.base, self.port = base, int(os.environ.get("RATIONALREWARDS_COMFY_PORT") or 0) or _free_port()
+        self.base, self.port = base, int(os.environ.get("RATIONALREWARDS_COMFY_PORT") or _free_port())
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = base / "comfy.log"
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -252,3 +252,63 @@ def test_graph_loop_around_an_sd15_body(server, object_info):
         assert entries[0]["prompt"] == "a red cube on a table"
         assert entries[1]["prompt"].startswith("A detailed photo of the requested subject")
         assert all(abs(e["overall"] - 1.75 / 3) < 1e-6 for e in entries)
+
+
+def _post(server: Server, prompt: dict) -> tuple[int, dict]:
+    """POST /prompt without raising: (HTTP status, JSON body)."""
+    req = urllib.request.Request(server.url + "/prompt", data=json.dumps({"prompt": prompt}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def _loader_prompt(server: Server, **loader) -> dict:
+    """Model Loader -> Critic -> Save Image (with critique) on the test picture."""
+    inputs = dict(model=server.critic_name, dtype="fp32", attention="sdpa", quantization="none", device="cpu",
+                  keep_resident=True, batch_size=1)
+    return {
+        "1": {"class_type": "RationalRewardsModelLoader", "inputs": {**inputs, **loader}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "3": {"class_type": "RationalRewardsCritic", "inputs": {"critic": ["1", 0], "image": ["2", 0], "prompt": "x",
+                                                                 "seed": 1, "max_new_tokens": 64, "temperature": 0.0}},
+        "4": {"class_type": "RationalRewardsSaveImage", "inputs": {"images": ["2", 0], "critique": ["3", 0],
+                                                                   "filename_prefix": "rr_checks"}},
+    }
+
+
+def _loader_errors(status: int, body: dict) -> str:
+    assert status == 400, (status, body)
+    return json.dumps(body["node_errors"]["1"]["errors"])
+
+
+def test_missing_critic_in_a_shared_workflow_says_where_to_put_it(server, object_info):
+    """Newer ComfyUI checks combo values before running; the Model Loader checks the model name itself,
+    so a critic this machine lacks is refused with the pack's message, not a bare 'Value not in list'."""
+    errors = _loader_errors(*_post(server, _loader_prompt(server, model="RationalRewards-8B-T2I")))
+    assert "Value not in list" not in errors, errors
+    assert "'RationalRewards-8B-T2I' not found in" in errors and "models/rationalrewards" in errors, errors
+    assert "hf download TIGER-Lab/RationalRewards-8B-T2I" in errors, errors
+
+
+@pytest.mark.parametrize("name", ["../rationalrewards/{critic}", "{abs}", "../../no/such/folder"])
+def test_model_paths_are_refused_with_one_message(server, object_info, name):
+    name = name.format(critic=server.critic_name, abs=server.base / "models" / "rationalrewards" / server.critic_name)
+    errors = _loader_errors(*_post(server, _loader_prompt(server, model=name)))
+    assert "is not a model name" in errors and "extra_model_paths.yaml" in errors, errors
+
+
+def test_a_device_outside_the_list_never_runs_on_the_cpu(server, object_info):
+    """0.33 refuses it at validation ('Value not in list'); 0.3.64 does not check V3 combos, so the node does."""
+    status, body = _post(server, _loader_prompt(server, device="cuda:9"))
+    if status == 400:
+        text = json.dumps(body["node_errors"]["1"]["errors"])
+    else:
+        pid, deadline = body["prompt_id"], time.monotonic() + 120
+        while pid not in (hist := _http(f"{server.url}/history/{pid}")) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert hist[pid]["status"]["status_str"] == "error", hist[pid]["status"]
+        text = json.dumps([m for m in hist[pid]["status"]["messages"] if m[0] == "execution_error"])
+    assert "device" in text and "cuda:9" in text and "auto" in text and "cpu" in text, text

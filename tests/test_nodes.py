@@ -69,6 +69,34 @@ def test_critic_node_batch_and_prompt_list(comfy, standin_log):
     assert any(n == "progress" and d["node_id"] == "7" for n, d in standin_log.calls)
 
 
+def _last_node_text(standin_log, node_id="7"):
+    return [d["text"] for n, d in standin_log.calls if n == "progress_text" and d["node_id"] == node_id][-1]
+
+
+def test_node_face_shows_the_scores_last(comfy, standin_log):
+    """The frontend draws a node's last progress text on the node: after the streamed answer, the Critic
+    leaves a short score summary there (verdict first), never the middle of the raw text."""
+    from rationalrewards.nodes.critic import CompareNode, CriticNode
+    critic = ScriptedCritic([t2i_answer(2.5, 3.5)])
+    run_node(CriticNode, critic=[critic], image=[img(1)], prompt=["cat"], seed=[1], max_new_tokens=[256],
+             temperature=[0.0])
+    face = _last_node_text(standin_log)
+    lines = face.splitlines()
+    assert lines[0] == "overall 0.67 · needs refinement"
+    assert lines[1] == "text faithfulness 2.5 · quality 3.5 · text rendering N/A"
+    assert len(lines) == 2 and all(len(x) <= 60 for x in lines)  # fits the default node width
+    standin_log.calls.clear()
+    run_node(CriticNode, critic=[ScriptedCritic(["no scores at all"] * 2)], image=[img(2)], prompt=["cat"], seed=[1],
+             max_new_tokens=[256], temperature=[0.0])
+    face = _last_node_text(standin_log)
+    assert face.startswith("image 1: overall ?") and "\nimage 2: overall ?" in face
+    assert "problem(s): missing_section, missing_refined_request" in face  # each kind named once
+    standin_log.calls.clear()
+    run_node(CompareNode, critic=ScriptedCritic(), image_a=img(1), image_b=img(1), prompt="cat", seed=1,
+             max_new_tokens=256, temperature=0.0)
+    assert _last_node_text(standin_log).startswith("winner ")
+
+
 def test_critic_node_edit_with_source(comfy):
     from rationalrewards.nodes.critic import CriticNode
     critic = ScriptedCritic()

@@ -11,7 +11,9 @@ import pytest
 from rationalrewards.models.errors import ModelFolderError
 from rationalrewards.models.store import (
     ALLOW_PATTERNS,
+    check_model_spec,
     list_model_dirs,
+    refused_name_message,
     repo_folder_name,
     resolve_model,
     safetensors_problem,
@@ -69,6 +71,7 @@ def test_list_model_dirs_recursive_sorted_and_merged(tiny_critic_dir, tmp_path):
     (a / "empty").mkdir()
     _copy_critic(tiny_critic_dir, b / "beta")
     _copy_critic(tiny_critic_dir, b / "zeta")  # same name in two roots: listed once
+    _copy_critic(tiny_critic_dir, b / "~old")  # a name the Model Loader would refuse is not offered
     assert list_model_dirs([a, b, tmp_path / "missing"]) == ["beta", "org/alpha", "zeta"]
 
 
@@ -76,7 +79,7 @@ def test_list_model_dirs_recursive_sorted_and_merged(tiny_critic_dir, tmp_path):
 def test_resolve_path_and_relative_name(tiny_critic_dir, tmp_path):
     root = tmp_path / "root"
     _copy_critic(tiny_critic_dir, root / "org" / "mine")
-    assert resolve_model(str(tiny_critic_dir), []) == tiny_critic_dir
+    assert resolve_model(str(tiny_critic_dir), [], allow_paths=True) == tiny_critic_dir
     assert resolve_model("org/mine", [tmp_path / "other", root]) == root / "org" / "mine"
 
 
@@ -85,7 +88,7 @@ def test_resolve_unknown_name_lists_what_exists(tiny_critic_dir, tmp_path):
     with pytest.raises(ModelFolderError, match="not found.*have-this"):
         resolve_model("no-such-model", [tmp_path])
     with pytest.raises(ModelFolderError, match="does not exist"):
-        resolve_model(str(tmp_path / "absent"), [tmp_path])
+        resolve_model(str(tmp_path / "absent"), [tmp_path], allow_paths=True)
     with pytest.raises(ModelFolderError, match="no critic model given"):
         resolve_model("  ", [tmp_path])
 
@@ -263,3 +266,73 @@ def test_symlinked_model_folder_under_a_root_is_found(tmp_path, tiny_critic_dir)
     (tmp_path / "outside").mkdir()
     with pytest.raises(ModelFolderError):  # a name that climbs out of the root is still refused
         resolve_model("a/../../outside", [root])
+
+
+# -- the node rule (allow_paths=False) and the command-line rule (allow_paths=True) -----------------
+@pytest.mark.parametrize("name", ["../outside", "../missing", "a/../../outside", "a/../../missing", "/ABS/outside",
+                                  "/ABS/missing", "~/outside", "./a", ".hidden", "a\\..\\..\\outside",
+                                  "C:/outside", "a//b", "a/", "bad\x00name", "new\nline"])
+def test_node_rule_refuses_paths_by_the_name_alone(tiny_critic_dir, tmp_path, name):
+    """Whatever the name points at, existing or not, the refusal is the same message: nothing about the
+    disk leaks to an API client, and nothing outside the roots is loaded."""
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    _copy_critic(tiny_critic_dir, tmp_path / "outside")
+    (root / ".hidden").mkdir()
+    name = name.replace("/ABS", str(tmp_path))
+    with pytest.raises(ModelFolderError) as e:
+        resolve_model(name, [root])
+    assert str(e.value) == refused_name_message(name)
+    assert "extra_model_paths.yaml" in str(e.value)
+    with pytest.raises(ModelFolderError) as e2:
+        check_model_spec(name, [root])
+    assert str(e2.value) == str(e.value)
+
+
+def test_refusal_does_not_depend_on_what_exists(tiny_critic_dir, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    _copy_critic(tiny_critic_dir, tmp_path / "exists")
+    messages = set()
+    for target in ("exists", "missing"):
+        for form in (f"../{target}", str(tmp_path / target)):
+            with pytest.raises(ModelFolderError) as e:
+                resolve_model(form, [root])
+            messages.add(str(e.value).replace(form, "NAME"))
+    assert len(messages) == 1
+
+
+def test_command_line_rule_takes_paths(tiny_critic_dir, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    assert resolve_model(str(tiny_critic_dir), [root], allow_paths=True) == tiny_critic_dir
+    monkeypatch.chdir(tiny_critic_dir.parent)
+    assert resolve_model("./" + tiny_critic_dir.name, [root], allow_paths=True) == Path(tiny_critic_dir.name)
+    assert resolve_model(tiny_critic_dir.name, [root], allow_paths=True) == Path(tiny_critic_dir.name)
+    with pytest.raises(ModelFolderError, match="not found"):  # the node rule never looks in the working folder
+        resolve_model(tiny_critic_dir.name, [root])
+
+
+def test_unknown_name_says_where_to_put_it_and_which_repo_to_download(tmp_path):
+    root = tmp_path / "rationalrewards"
+    root.mkdir()
+    with pytest.raises(ModelFolderError) as e:
+        check_model_spec("RationalRewards-8B-Edit", [root])
+    msg = str(e.value)
+    assert "not found" in msg and str(root / "RationalRewards-8B-Edit") in msg
+    assert "TIGER-Lab/RationalRewards-8B-Edit" in msg and "hf download" in msg and "extra_model_paths.yaml" in msg
+    with pytest.raises(ModelFolderError, match="not found.*such as TIGER-Lab/RationalRewards-8B-T2I"):
+        check_model_spec("my-critic", [root])
+
+
+def test_check_model_spec_accepts_folders_and_repo_ids_without_downloading(tiny_critic_dir, tmp_path, monkeypatch):
+    root = tmp_path / "rationalrewards"
+    root.mkdir()
+    (root / "linked").symlink_to(tiny_critic_dir, target_is_directory=True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    check_model_spec("linked", [root])
+    check_model_spec(REPO, [root])  # would be downloaded at execute time
+    assert not (root / repo_folder_name(REPO)).exists()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelFolderError, match="HF_HUB_OFFLINE=1"):
+        check_model_spec(REPO, [root])

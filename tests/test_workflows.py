@@ -1,5 +1,6 @@
-"""The drag-and-drop workflows (workflows/, example_workflows/) open in ComfyUI without missing nodes, with
-widget values that fit each node's inputs and links whose types agree (tests/workflow_check.py).
+"""The drag-and-drop workflows (workflows/, also the pack's template list) open in ComfyUI without missing nodes,
+with widget values that fit each node's inputs and links whose types agree (tests/workflow_check.py), and are
+laid out the way ComfyUI's own templates are (left to right in labelled groups, nothing covering anything).
 
 Core nodes are checked against the definitions recorded from ComfyUI 0.3.64's /object_info
 (tests/fixtures/core_object_info.json), the pack's nodes against their define_schema() via the stand-in.
@@ -15,18 +16,28 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workflow_check import check_workflow, input_specs, is_widget, load_core, type_name, widget_layout  # noqa: E402
+from workflow_check import (FIXTURE_NEWEST, check_workflow, input_specs, is_widget, load_core,  # noqa: E402
+                            load_core_both, type_name, widget_layout)
 
 EXPECTED = ["critique_image", "t2i_one_refine_step", "simple_loop_early_stop", "graph_loop_flux_t2i",
             "graph_loop_qwen_image_edit", "best_of_n", "pairwise_ab", "simple_loop_remote"]
-FILES = sorted((ROOT / "workflows").glob("*.json")) + sorted((ROOT / "example_workflows").glob("*.json"))
+FILES = sorted((ROOT / "workflows").glob("*.json"))
 
 
 @pytest.fixture(scope="module")
 def defs(comfy):
+    """What the files are written against: 0.3.64's core nodes with the widgets 0.33 appended."""
     from workflow_check import pack_defs
 
-    return load_core() | pack_defs()
+    return load_core_both() | pack_defs()
+
+
+@pytest.fixture(scope="module")
+def defs_by_version(comfy):
+    from workflow_check import pack_defs
+
+    pack = pack_defs()
+    return {"0.3.64": load_core() | pack, "0.33.0": load_core(FIXTURE_NEWEST) | pack}
 
 
 def load(path: Path) -> dict:
@@ -37,9 +48,12 @@ def nodes_of(wf: dict, ntype: str) -> list[dict]:
     return [n for n in wf["nodes"] if n["type"] == ntype]
 
 
-def test_every_expected_workflow_is_there():
-    for folder in ("workflows", "example_workflows"):
-        assert sorted(p.stem for p in (ROOT / folder).glob("*.json")) == sorted(EXPECTED), folder
+def test_every_expected_workflow_is_there_once():
+    assert sorted(p.stem for p in FILES) == sorted(EXPECTED)
+    # ComfyUI lists the templates of every example folder a pack has (example_workflows, examples, workflow,
+    # ...): one folder only, or the Templates dialog shows each workflow twice
+    others = [d.name for d in ROOT.iterdir() if d.name in ("example_workflows", "example", "examples", "workflow")]
+    assert others == []
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -49,16 +63,87 @@ def test_workflow_is_valid(path, defs):
     assert check_workflow(wf, defs) == []
 
 
-def test_examples_equal_workflows_and_have_thumbnails():
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_workflow_fits_both_comfyui_versions(path, defs_by_version):
+    """Every widget of the newest release has a value (newer widgets at the end, which 0.3.64 leaves
+    unused), and 0.3.64's sockets and outputs are all there."""
+    wf = load(path)
+    assert check_workflow(wf, defs_by_version["0.3.64"], skew="file_newer") == []
+    assert check_workflow(wf, defs_by_version["0.33.0"], skew="file_older") == []
+
+
+def test_ids_are_uuid_strings():
+    """The frontend reads a dropped file's top-level values; a null id makes the drop fail with nothing shown."""
+    import uuid
+
+    ids = [load(p)["id"] for p in FILES]
+    assert all(isinstance(i, str) and str(uuid.UUID(i)) == i for i in ids) and len(set(ids)) == len(ids)
+
+
+def test_thumbnails_beside_the_files():
     from PIL import Image
 
     for stem in EXPECTED:
-        assert (ROOT / "example_workflows" / f"{stem}.json").read_bytes() == \
-            (ROOT / "workflows" / f"{stem}.json").read_bytes(), stem
-        jpg = ROOT / "example_workflows" / f"{stem}.jpg"
+        jpg = ROOT / "workflows" / f"{stem}.jpg"  # the frontend asks for <name>.jpg beside <name>.json
         assert jpg.stat().st_size < 100_000, stem
         with Image.open(jpg) as im:
-            assert im.format == "JPEG" and min(im.size) >= 128
+            assert im.format == "JPEG" and im.size == (512, 512)
+
+
+def _rect(n: dict) -> tuple[float, float, float, float]:
+    """A node's box on the canvas, its title bar (drawn above pos) included."""
+    (x, y), (w, h) = n["pos"], n["size"]
+    return x, y - 30, x + w, y + h
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_layout_reads_left_to_right_in_groups(path):
+    wf = load(path)
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    rects = {i: _rect(n) for i, n in nodes.items()}
+    for i in rects:  # no node covers another (or its preview)
+        for j in rects:
+            assert i >= j or not _overlap(rects[i], rects[j]), (nodes[i]["type"], nodes[j]["type"])
+    groups = wf["groups"]
+    assert any(g["title"].startswith("Step 1 - ") for g in groups)
+    for n in wf["nodes"]:  # every node but the note sits inside exactly one group
+        if n["type"] == "MarkdownNote":
+            continue
+        x0, y0, x1, y1 = rects[n["id"]]
+        inside = [g["title"] for g in groups if g["bounding"][0] <= x0 and g["bounding"][1] <= y0
+                  and x1 <= g["bounding"][0] + g["bounding"][2] and y1 <= g["bounding"][1] + g["bounding"][3]]
+        assert len(inside) == 1, (n["type"], inside)
+    for a in groups:
+        for b in groups:
+            assert a is b or not _overlap(_box(a), _box(b)), (a["title"], b["title"])
+    width = max(r[2] for r in rects.values()) - min(r[0] for r in rects.values())
+    for lid, src, _, dst, _, _ in wf["links"]:  # no link across the whole canvas
+        span = abs(rects[dst][0] - rects[src][2])
+        assert span < 0.6 * width, (lid, nodes[src]["type"], nodes[dst]["type"], span, width)
+    groups_x = [g["bounding"][0] for g in sorted(groups, key=lambda g: g["title"]) if g["title"].startswith("Step")]
+    assert groups_x == sorted(groups_x), "steps go left to right"
+
+
+def _box(g: dict) -> tuple[float, float, float, float]:
+    x, y, w, h = g["bounding"]
+    return x, y, x + w, y + h
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_note_says_what_to_load_and_where(path):
+    wf = load(path)
+    notes = nodes_of(wf, "MarkdownNote")
+    assert len(notes) == 1
+    text = notes[0]["widgets_values"][0]
+    assert "ComfyUI/models/" in text or "vllm serve" in text
+    files = [n["widgets_values"][0] for t in ("CheckpointLoaderSimple", "UNETLoader", "VAELoader", "CLIPLoader")
+             for n in nodes_of(wf, t)]
+    for f in files:  # every model file the graph loads is named in the note
+        assert f in text, f
 
 
 def test_files_are_what_the_builder_writes(defs):
@@ -93,11 +178,12 @@ def test_workflows_use_the_documented_models_and_their_own_nodes():
     assert nodes_of(wfs["best_of_n"], "EmptyLatentImage")[0]["widgets_values"][2] == 4
 
 
-def test_standin_schemas_match_what_real_comfyui_reported(defs):
+@pytest.mark.parametrize("fixture", ["core_object_info.json", "core_object_info_0.33.json"])
+def test_standin_schemas_match_what_real_comfyui_reported(defs, fixture):
     """The pack's definitions built from define_schema() (what this test validates against) lay out widgets,
-    sockets and outputs as ComfyUI 0.3.64 itself reported them (fixture's pack_nodes). On a deliberate
-    node change, re-capture with tools/capture_object_info.py."""
-    real = json.loads((ROOT / "tests" / "fixtures" / "core_object_info.json").read_text())["pack_nodes"]
+    sockets and outputs as ComfyUI 0.3.64 and 0.33.0 themselves reported them (fixtures' pack_nodes). On a
+    deliberate node change, re-capture with tools/capture_object_info.py."""
+    real = json.loads((ROOT / "tests" / "fixtures" / fixture).read_text())["pack_nodes"]
     for name, entry in real.items():
         assert name in defs, name
 
@@ -175,3 +261,64 @@ def test_rejects_values_that_do_not_fit(good, defs, ntype, index, value, expect)
 def test_model_file_combos_of_core_loaders_take_any_file(good, defs):
     node_by_type(good, "CheckpointLoaderSimple")["widgets_values"][0] = "my_own_model.safetensors"
     assert check_workflow(good, defs) == []
+
+
+# ------------------------------------------------------------------------------------ subgraph blueprints
+BLUEPRINTS = sorted((ROOT / "subgraphs").glob("*.json"))
+
+
+def test_blueprints_are_what_the_builder_writes(defs):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_subgraphs
+    from build_workflows import FRONTEND_VERSION
+
+    built = build_subgraphs.build(defs, FRONTEND_VERSION)
+    assert sorted(p.stem for p in BLUEPRINTS) == sorted(built) == ["best_of_n", "critique_and_refine_once"]
+    for stem, bp in built.items():
+        assert load(ROOT / "subgraphs" / f"{stem}.json") == bp, f"re-run tools/build_workflows.py ({stem})"
+
+
+@pytest.mark.parametrize("path", BLUEPRINTS, ids=lambda p: p.name)
+def test_blueprint_inner_graph_is_valid(path, defs):
+    """The graph inside each blueprint passes the same checks as a workflow, its inputs and outputs wired to
+    real slots of the right type, and the outer node shows exactly the inputs and outputs it declares."""
+    bp = load(path)
+    (outer,) = bp["nodes"]
+    (sub,) = bp["definitions"]["subgraphs"]
+    assert outer["type"] == sub["id"] and sub["category"] == "RationalRewards" and sub["description"]
+    inner_links = [[lk["id"], lk["origin_id"], lk["origin_slot"], lk["target_id"], lk["target_slot"], lk["type"]]
+                   for lk in sub["links"]]
+    boundary = {lk[0] for lk in inner_links if lk[1] == -10 or lk[3] == -20}
+    nodes = copy.deepcopy(sub["nodes"])
+    for n in nodes:  # what the subgraph's own input and output nodes connect, judged on its own below
+        for s in n["inputs"]:
+            if s["link"] in boundary:
+                s["link"] = None
+        for o in n["outputs"]:
+            o["links"] = [lid for lid in o["links"] if lid not in boundary]
+    wf = {"last_node_id": sub["state"]["lastNodeId"], "last_link_id": sub["state"]["lastLinkId"], "nodes": nodes,
+          "links": [lk for lk in inner_links if lk[0] not in boundary], "version": 0.4}
+    fed = {(lk[3], lk[4]) for lk in inner_links if lk[1] == -10}
+    problems = [p for p in check_workflow(wf, defs) if "is not connected" not in p]
+    unconnected = [p for p in check_workflow(wf, defs) if "is not connected" in p]
+    assert problems == []
+    by_id = {n["id"]: n for n in sub["nodes"]}
+    for p in unconnected:  # a socket left open inside must be fed by a blueprint input
+        nid = int(p.split()[1])
+        name = p.split("'")[1]
+        slot = next(i for i, s in enumerate(by_id[nid]["inputs"]) if s["name"] == name)
+        assert (nid, slot) in fed, p
+    for lk in inner_links:
+        if lk[1] == -10:
+            port = sub["inputs"][lk[2]]
+            assert lk[0] in port["linkIds"] and by_id[lk[3]]["inputs"][lk[4]]["type"] == port["type"]
+        if lk[3] == -20:
+            port = sub["outputs"][lk[4]]
+            assert lk[0] in port["linkIds"] and by_id[lk[1]]["outputs"][lk[2]]["type"] == port["type"]
+    assert [i["name"] for i in outer["inputs"]] == [i["name"] for i in sub["inputs"]]
+    assert [o["type"] for o in outer["outputs"]] == [o["type"] for o in sub["outputs"]]
+    for node_id, widget in outer["properties"]["proxyWidgets"]:
+        if node_id == "-1":
+            assert any(i["name"] == widget and "widget" in i for i in outer["inputs"])
+        else:
+            assert any(s.get("widget", {}).get("name") == widget for s in by_id[int(node_id)]["inputs"])

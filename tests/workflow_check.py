@@ -25,12 +25,28 @@ FRONTEND_ONLY = {"Note": (1, str), "MarkdownNote": (1, str)}
 #: user picks their own file; the recorded list is whatever the capturing machine had).
 FILE_COMBOS = {"ckpt_name", "unet_name", "clip_name", "clip_name1", "clip_name2", "vae_name", "lora_name", "image"}
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "core_object_info.json"
+#: The same classes recorded from the newest ComfyUI release (0.33.0): some core nodes gained widgets since.
+FIXTURE_NEWEST = Path(__file__).resolve().parent / "fixtures" / "core_object_info_0.33.json"
 
 
 # ------------------------------------------------------------------------------------------ definitions
 def load_core(path: Path = FIXTURE) -> dict:
     """The recorded core node definitions {class: object_info entry}."""
     return json.loads(Path(path).read_text())["nodes"]
+
+
+def load_core_both() -> dict:
+    """Core definitions for workflow files that load on 0.3.64 and on the newest release: a node whose newer
+    version appended widgets takes the newer inputs (its files then carry the new values at the end, which
+    the older frontend leaves unused); sockets and outputs stay the older version's."""
+    old, new = load_core(), load_core(FIXTURE_NEWEST)
+    out = {}
+    for name, d in old.items():
+        n = new.get(name)
+        if n is not None and widget_layout(n)[: len(widget_layout(d))] == widget_layout(d):
+            d = d | {"input": n["input"], "input_order": n["input_order"]}
+        out[name] = d
+    return out
 
 
 def _input_spec(inp: Any) -> list:
@@ -149,11 +165,13 @@ def check_value(name: str, t: Any, opts: dict, value: Any, file_combo: bool) -> 
     return None
 
 
-def _check_widgets(node: dict, nodedef: dict, core: bool, where: str) -> list[str]:
+def _check_widgets(node: dict, nodedef: dict, core: bool, where: str, skew: str | None) -> list[str]:
     layout = widget_layout(nodedef)
     values = node.get("widgets_values") or []
     if not isinstance(values, list):
         return [f"{where}: widgets_values must be a list"]
+    if skew == "file_newer" and len(values) > len(layout):
+        values = values[: len(layout)]  # widgets a newer ComfyUI added; this version leaves them unused
     if len(values) != len(layout):
         names = [n if k == "value" else f"({k})" for n, k in layout]
         return [f"{where}: {len(values)} widget values for {len(layout)} widgets {names}"]
@@ -172,13 +190,15 @@ def _check_widgets(node: dict, nodedef: dict, core: bool, where: str) -> list[st
     return problems
 
 
-def _check_slots(node: dict, nodedef: dict, where: str) -> list[str]:
+def _check_slots(node: dict, nodedef: dict, where: str, skew: str | None) -> list[str]:
     """inputs[] / outputs[] entries agree with the definition; required sockets are connected."""
     problems = []
     specs = {n: (type_name(t), o, sec) for n, t, o, sec in input_specs(nodedef)}
     seen = set()
     for slot in node.get("inputs") or []:
         name = slot.get("name")
+        if name not in specs and skew == "file_newer" and "widget" in slot:
+            continue  # a widget a newer ComfyUI added
         if name not in specs:
             problems.append(f"{where}: input '{name}' is not an input of {node['type']}")
             continue
@@ -195,6 +215,8 @@ def _check_slots(node: dict, nodedef: dict, where: str) -> list[str]:
                 problems.append(f"{where}: required input '{name}' ({t}) is not connected")
     outs, names = nodedef.get("output") or [], nodedef.get("output_name") or []
     got = node.get("outputs") or []
+    if skew == "file_older" and len(got) < len(outs):
+        outs, names = outs[: len(got)], names[: len(got)]  # outputs a newer ComfyUI added (e.g. SaveImage's)
     if len(got) != len(outs):
         problems.append(f"{where}: {len(got)} outputs, the node has {len(outs)}")
     for i, (slot, t) in enumerate(zip(got, outs)):
@@ -251,8 +273,11 @@ def _check_links(wf: dict, nodes: dict, defs: dict) -> list[str]:
     return problems
 
 
-def check_workflow(wf: dict, defs: dict) -> list[str]:
-    """Every problem of a UI-format workflow against ``defs`` ({class: object_info entry}); [] when valid."""
+def check_workflow(wf: dict, defs: dict, skew: str | None = None) -> list[str]:
+    """Every problem of a UI-format workflow against ``defs`` ({class: object_info entry}); [] when valid.
+
+    ``skew`` says the file was written for another ComfyUI version than ``defs``: ``"file_newer"`` allows
+    trailing widget values the definition lacks, ``"file_older"`` allows missing trailing outputs."""
     problems = []
     for key in ("last_node_id", "last_link_id", "nodes", "links", "version"):
         if key not in wf:
@@ -285,7 +310,7 @@ def check_workflow(wf: dict, defs: dict) -> list[str]:
             problems.append(f"{where}: mode {node.get('mode')!r} is not 0 (always), 2 (muted) or 4 (bypassed)")
         if (node.get("properties") or {}).get("Node name for S&R") != t:
             problems.append(f"{where}: properties['Node name for S&R'] must be {t!r}")
-        problems += _check_widgets(node, defs[t], not t.startswith("RationalRewards"), where)
-        problems += _check_slots(node, defs[t], where)
+        problems += _check_widgets(node, defs[t], not t.startswith("RationalRewards"), where, skew)
+        problems += _check_slots(node, defs[t], where, skew)
     problems += _check_links(wf, nodes, defs)
     return problems

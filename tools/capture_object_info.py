@@ -8,8 +8,8 @@ script writes. Re-run it when the workflows start using another core node, or to
     ../shared/comfy/start_comfy.sh 8190 .          # any ComfyUI with this pack in custom_nodes
     python tools/capture_object_info.py http://127.0.0.1:8190 --comfyui-version 0.3.64 --commit a125cd84
 
-Without --classes it keeps CORE_CLASSES below plus every core class a workflow file under workflows/ or
-example_workflows/ names (so a new workflow's core nodes are picked up). The pack's own entries (those
+Without --classes it keeps CORE_CLASSES below plus every core class a workflow file under workflows/
+names (so a new workflow's core nodes are picked up). The pack's own entries (those
 whose python_module is this pack's folder) are saved under ``pack_nodes`` for comparison only. Stdlib only.
 """
 from __future__ import annotations
@@ -40,9 +40,8 @@ PACK_PREFIX = "RationalRewards"
 def workflow_classes() -> set[str]:
     """Node types named in the repository's workflow files."""
     found: set[str] = set()
-    for folder in ("workflows", "example_workflows"):
-        for f in sorted((ROOT / folder).glob("*.json")):
-            found.update(n.get("type") for n in json.loads(f.read_text()).get("nodes", []))
+    for f in sorted((ROOT / "workflows").glob("*.json")):
+        found.update(n.get("type") for n in json.loads(f.read_text()).get("nodes", []))
     return {t for t in found if t and not t.startswith(PACK_PREFIX) and t not in FRONTEND_ONLY}
 
 

@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 from ..errors import RemoteCriticError
 from .base import Callbacks, CriticBackend, Generation, GenerationSettings
-from .remote_wire import (RETRY_AFTER_CAP, normalize_base_url, png_base64, retry_after, server_message, snippet,
-                          to_openai_messages)
+from .remote_wire import (NOT_IMPLEMENTED, RETRY_AFTER_CAP, normalize_base_url, png_base64, retry_after, retryable,
+                          server_message, snippet, to_openai_messages)
 
 __all__ = ["RemoteCritic", "normalize_base_url", "to_openai_messages", "png_base64", "RETRY_AFTER_CAP"]
 
@@ -218,11 +218,11 @@ class RemoteCritic(CriticBackend):
                 continue
             if status == 200:
                 return self._generation(rb, time.perf_counter() - t0)
-            if (status == 429 or status >= 500) and not last_try:
+            if retryable(status) and not last_try:
                 self._sleep(retry_after(rh, self.backoff * 2 ** attempt), cancel)
                 continue
             err = self._http_error(status, rh, rb, "/chat/completions")
-            if status == 429 or status >= 500:
+            if retryable(status):
                 err = RemoteCriticError(f"{err} (gave up after {attempt + 1} tries; raise retries or lower concurrency)")
             raise err
         raise AssertionError("unreachable")
@@ -278,8 +278,10 @@ class RemoteCritic(CriticBackend):
     def _request(self, method, path, body, headers, cancel=None, conns=None, conns_lock=None):
         """One HTTP exchange -> (status, headers, body). Raises _Dropped (retryable) or RemoteCriticError."""
         conn = self._connection()
+        connected = False
         try:
-            conn.connect()
+            conn.connect()  # for https this includes the TLS handshake
+            connected = True
             if conns is not None:
                 # Register, then check: a cancel either sees this socket or is seen here (no gap).
                 with conns_lock:
@@ -306,9 +308,20 @@ class RemoteCritic(CriticBackend):
                 f"{self._where()}: no answer within {self.timeout:g} s (timeout); the server is busy or the "
                 "critique is long: raise timeout, or lower max_new_tokens / max_concurrency"
             ) from None
+        except ssl.SSLCertVerificationError as e:
+            raise RemoteCriticError(
+                f"{self._where()}: the server's TLS certificate is not trusted ({e.verify_message or e}); check "
+                "the host name in base_url, or install the certificate's authority on this machine"
+            ) from None
         except (http.client.HTTPException, ConnectionError, OSError) as e:
             if cancel is not None and cancel.is_set():
                 raise _Cancelled() from None
+            if self._https and not connected:  # the TLS handshake failed: not a crash, a wrong scheme (usually)
+                raise RemoteCriticError(
+                    f"{self._where()}: the TLS (https) handshake failed ({type(e).__name__}: {e}); base_url starts "
+                    "with https://, but the server may speak plain http (vLLM does unless started with "
+                    "--ssl-certfile): try http:// in base_url"
+                ) from None
             raise _Dropped(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
         finally:
             if conns is not None:
@@ -351,9 +364,19 @@ class RemoteCritic(CriticBackend):
             )
         if status == 429:
             return RemoteCriticError(f"{where} is rate limiting (HTTP 429: {said})")
-        if status >= 500:
+        if status >= 500 and status != NOT_IMPLEMENTED:
             return RemoteCriticError(f"{where} failed with HTTP {status}: {said}; see the server's log")
-        return RemoteCriticError(f"{where} answered HTTP {status}: {said}")
+        if 300 <= status < 400:
+            to = headers.get("Location") if headers is not None else None
+            return RemoteCriticError(
+                f"{where}: {self.base_url}{path} redirects (HTTP {status}) to {to or 'another address'}; put the "
+                "address the server really answers at in base_url (e.g. https:// instead of http://)"
+            )
+        return RemoteCriticError(
+            f"{where} answered HTTP {status} to {path} ({said}); this does not look like an OpenAI-compatible API: "
+            "check base_url, which must be the API root of the server (usually ending in /v1, e.g. "
+            "http://127.0.0.1:8000/v1), not a web page or another service"
+        )
 
     def _served_models(self) -> list[str] | None:
         try:

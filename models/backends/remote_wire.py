@@ -25,26 +25,45 @@ from ..images import to_pil
 #: ask for hours; the user would see a frozen queue).
 RETRY_AFTER_CAP = 30.0
 _VERSION_SEGMENT = re.compile(r"^v\d+$")
+#: What http.client refuses in a URL (``InvalidURL: ... control characters``): whitespace and C0/DEL.
+_BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def normalize_base_url(base_url: str) -> str:
-    """Apply the URL rule in the module docstring; raise RemoteCriticError for an unusable URL."""
+    """Apply the URL rule in the module docstring; raise RemoteCriticError, naming base_url and what is
+    wrong, for an address that cannot be one (spaces or control characters, no host, a bad port)."""
     if not isinstance(base_url, str) or not base_url.strip():
         raise RemoteCriticError("base_url is empty: enter the server's address, e.g. http://127.0.0.1:8000/v1")
     url = base_url.strip()
+    example = "use the server's address, e.g. http://127.0.0.1:8000/v1"
+    if _BAD_URL_CHARS.search(url):
+        raise RemoteCriticError(f"base_url {base_url!r} is not a URL: it contains spaces or control characters; "
+                                f"{example}")
     if "://" not in url:
         url = "http://" + url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RemoteCriticError(
-            f"base_url {base_url!r} is not an http(s) address; use e.g. http://127.0.0.1:8000/v1"
-        )
+        raise RemoteCriticError(f"base_url {base_url!r} is not an http(s) address; {example}")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number or out of range
+    except ValueError:
+        raise RemoteCriticError(f"base_url {base_url!r} has an invalid port (a number 1-65535 after the host's "
+                                f"colon); {example}") from None
     path = parts.path.rstrip("/")
     if path.endswith("/chat/completions"):
         path = path[: -len("/chat/completions")]
     if not _VERSION_SEGMENT.match(path.rsplit("/", 1)[-1]):
         path += "/v1"
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+#: HTTP 501: the server does not do POST at all (a plain web server), not a passing failure.
+NOT_IMPLEMENTED = 501
+
+
+def retryable(status: int) -> bool:
+    """Rate limiting and server failures may pass; a server that does not implement the method will not."""
+    return status == 429 or (status >= 500 and status != NOT_IMPLEMENTED)
 
 
 def retry_after(headers, default: float) -> float:
