@@ -21,6 +21,27 @@ def drop_files() -> list[Path]:
     return sorted((ROOT / "workflows").glob("*.json")) + sorted((ROOT / "subgraphs").glob("*.json"))
 
 
+#: Defects the browser tests have found and someone is fixing: {(frontend version, "folder/stem"): what happens}.
+#: Each runs as a strict xfail: it must still fail (it shows in the report as XFAIL), and once the file is
+#: fixed it passes, the strict xfail fails the run, and the entry must go.
+KNOWN_DEFECTS = {
+    ("1.48.7", "subgraphs/critique_and_refine_once"):
+        "1.48.7 migrates the blueprint on load: proxyWidgets ['3','rule'], ['3','threshold'] become subgraph "
+        "inputs with new links 14/15 and two more widget values; the ['-1', ...] entries are quarantined "
+        "(properties.proxyWidgetErrorQuarantine, reason missingSourceNode)",
+    ("1.48.7", "subgraphs/best_of_n"):
+        "1.48.7 migrates the blueprint on load: proxyWidget ['3','k'] becomes a subgraph input (new link 12, "
+        "one more widget value); the ['-1', ...] entries are quarantined (missingSourceNode)",
+}
+
+
+def mark_known_defect(request, frontend_version: str, path: Path) -> None:
+    """Mark the drop test of a KNOWN_DEFECTS file as a strict xfail."""
+    known = KNOWN_DEFECTS.get((frontend_version, f"{path.parent.name}/{path.stem}"))
+    if known:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=known))
+
+
 def missing(reason: str):
     """Skip (a developer without the browser set-up) or fail (tools/browser_test.sh, CI)."""
     if REQUIRED:

@@ -109,6 +109,7 @@ class App:
         self.context = browser.new_context(viewport=VIEWPORT)
         self.page = self.context.new_page()
         self.events: list[Event] = []
+        self.api_calls: list[tuple[str, str, int]] = []  # (method, path after /api, status)
         self.phase = "load"
         self._seen = 0
         #: {node type: widget count in the newest recorded ComfyUI} (graph_compare.compare_graphs)
@@ -133,6 +134,8 @@ class App:
         dialog.dismiss()
 
     def _response(self, resp) -> None:
+        if "/api/" in resp.url:
+            self.api_calls.append((resp.request.method, resp.url.split("/api", 1)[1], resp.status))
         if resp.status >= 400:
             self._add("http", f"{resp.request.method} {resp.url} -> {resp.status}")
 
@@ -216,7 +219,10 @@ class App:
                                    f"the file has {sorted(want)})")
         else:
             result.problems += compare_graphs(original, state["graph"], newer_widgets=self.newer_widgets)
-        result.screenshot = self.screenshot(path.stem)
+        stem = f"subgraph-{path.stem}" if path.parent.name == "subgraphs" else path.stem
+        result.screenshot = self.screenshot(stem)
+        if result.problems:  # what the frontend made of the file, to diff against it
+            (self.shots / f"{stem}.loaded.json").write_text(json.dumps(state["graph"], indent=1))
         self.phase = "idle"
         return result
 
