@@ -106,6 +106,8 @@ class App:
     def __init__(self, browser, url: str, shots: Path):
         self.url, self.shots = url.rstrip("/"), Path(shots)
         self.shots.mkdir(parents=True, exist_ok=True)
+        for old in [*self.shots.glob("*.png"), *self.shots.glob("*.json")]:  # only this run's pictures stay
+            old.unlink()
         self.context = browser.new_context(viewport=VIEWPORT)
         self.page = self.context.new_page()
         self.events: list[Event] = []
