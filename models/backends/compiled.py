@@ -193,6 +193,8 @@ class CompiledDecoder:
             with_kwargs=True)
         first_gc = copy.deepcopy(gc)
         first_gc.max_new_tokens = 1
+        if first_gc.min_new_tokens:  # only whether the first token may be EOS matters here
+            first_gc.min_new_tokens = 1
         first_gc.return_dict_in_generate = True
         try:
             out = self.model.generate(**inputs, generation_config=first_gc,
