@@ -206,7 +206,7 @@ class LocalCritic(CriticBackend):
         if self.model is None:
             return
         self.memory.close(self.model)
-        self.model = None
+        self.model = self.decoder = None
         self.cache.clear()
 
     def _check_open(self) -> None:
