@@ -91,6 +91,12 @@ def _peak_gb() -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if DEVICE["name"] == "cuda" else None
 
 
+def _reserved_gb() -> float | None:
+    import torch
+
+    return round(torch.cuda.memory_reserved() / 2 ** 30, 2) if DEVICE["name"] == "cuda" else None
+
+
 def _twin(critic, speed: str):
     """The same loaded model behind a critic of the other speed (no second 17 GB load)."""
     from dataclasses import replace
@@ -132,7 +138,12 @@ def speed_study(folder, batches: list[int], new_tokens: int, reps: int) -> dict[
     res["greedy_equal_share"] = f"{equal}/{rows}"
     res["compile_s_per_shape"] = {f"batch{b}x{n}": s for (b, n), s in fast.decoder.shapes.items()}
 
-    before, k = graphs_compiled(), 0
+    from torch._dynamo.utils import counters
+
+    # each critique allocates its static cache anew: CUDA graphs re-record when its address changes, so
+    # watch the reserved memory too (it must not grow from critique to critique)
+    before, skips, k = graphs_compiled(), counters["inductor"]["cudagraph_skips"], 0
+    reserved = _reserved_gb()
     t = time.perf_counter()
     for b in MIXED_BATCHES:
         fast.batch_size = b
@@ -141,6 +152,8 @@ def speed_study(folder, batches: list[int], new_tokens: int, reps: int) -> dict[
         k += b
     res["mixed_20_critiques"] = {"graphs_compiled": graphs_compiled() - before, "decoder_recompiles":
                                  fast.decoder.recompiles, "wall_s": round(time.perf_counter() - t, 1),
+                                 "cudagraph_skips": counters["inductor"]["cudagraph_skips"] - skips,
+                                 "reserved_gb_before_after": [reserved, _reserved_gb()],
                                  "shapes": sorted(f"batch{b}x{n}" for b, n in fast.decoder.shapes)}
     print(res["mixed_20_critiques"], flush=True)
     res["eviction"] = _eviction(fast, pics[:1], new_tokens)

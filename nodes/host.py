@@ -74,7 +74,14 @@ def status_callback(node_id: str | None, bar: Any = None, total: int = 1,
             shown["text"] = text
             send_text(node_id, text)
         if bar is not None and fraction is not None:
-            bar.update_absolute(done() + min(max(fraction, 0.0), 0.99), total)
+            import comfy.model_management as mm
+
+            try:
+                bar.update_absolute(done() + min(max(fraction, 0.0), 0.99), total)
+            except mm.InterruptProcessingException:
+                # ComfyUI's progress hook raises on Cancel and clears the flag; this may run on the critic's
+                # progress thread, so set it again for the critique to stop at its next token
+                mm.interrupt_current_processing(True)
 
     return on_status
 

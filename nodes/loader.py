@@ -43,7 +43,7 @@ class ModelLoader(io.ComfyNode):
                                tooltip="Smaller weights for the language model; the vision tower stays 16-bit. "
                                "8bit / 4bit: bitsandbytes (CUDA + the bitsandbytes package; ~9 / ~6 GB instead of "
                                "~17.5 GB); 8bit is the slowest choice of all. "
-                               "fp8: torchao float8 weights (~10.5 GB), for GPUs with fp8 (RTX 40xx/50xx, L4, L40, "
+                               "fp8: torchao float8 weights (~10.6 GB), for GPUs with fp8 (RTX 40xx/50xx, L4, L40, "
                                "H100/H200) with the torchao package; works with speed compiled."),
                 io.Combo.Input("device", options=["auto", "cpu"], default="auto",
                                tooltip="auto: ComfyUI's GPU; cpu: run the critic on the CPU (slow, but leaves VRAM free)."),

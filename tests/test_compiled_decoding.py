@@ -7,6 +7,7 @@ share two compiled shapes (batch 1 and 4, cache 2048) through the process-wide s
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 import torch
@@ -252,7 +253,21 @@ def test_first_compile_is_announced_once_with_moving_progress(pair, monkeypatch,
     fast, _ = pair
     from rationalrewards.nodes import host
 
-    monkeypatch.setattr(compiled_mod, "_COMPILED", {})  # compile anew (torch's own caches keep it short)
+    monkeypatch.setattr(compiled_mod, "_COMPILED", {})  # compile anew ...
+    real_compile = torch.compile
+
+    def slow_compile(fn, **kwargs):  # ... and take a while, as a cold compile does (warm caches make it quick)
+        step, first = real_compile(fn, **kwargs), [True]
+
+        def run(*a, **k):
+            if first:
+                first.clear()
+                time.sleep(0.3)
+            return step(*a, **k)
+        return run
+
+    monkeypatch.setattr(torch, "compile", slow_compile)
+    monkeypatch.setattr(compiled_mod, "TICK_S", 0.02)
     statuses = []
     cb = host.node_callbacks("9", 1)
     node_status = cb.on_status

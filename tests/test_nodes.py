@@ -285,6 +285,23 @@ def test_status_reaches_the_node_once_and_moves_the_bar(comfy, standin_log):
     assert bars == [1, 1.0, 1.3, 1.6]  # the item done, then the second item's share moving
 
 
+def test_status_bar_keeps_a_cancel_that_the_progress_hook_swallowed(comfy, standin_log, monkeypatch):
+    """ComfyUI's progress hook raises on Cancel and clears the flag; a status tick (on the compile-progress
+    thread) must leave the Cancel for the critique, which polls it at its next token."""
+    import comfy.model_management as mm
+    import comfy.utils
+    from rationalrewards.nodes import host
+
+    def hook_like_comfy(self, value, total=None, preview=None):
+        mm.throw_exception_if_processing_interrupted()
+
+    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", hook_like_comfy)
+    cb = host.node_callbacks("5", 1)
+    mm.interrupt_current_processing(True)
+    cb.on_status("compiling", 0.5)
+    assert cb.is_interrupted()
+
+
 def test_comfy_placement_makes_room_beside_the_critic(comfy, standin_log):
     import comfy.model_management as mm
     from rationalrewards.nodes import host

@@ -47,6 +47,8 @@ LENGTH_BUCKETS = tuple(sorted(b for k in range(11, 17) for b in (2 ** k, 3 * 2 *
 MEMORY_MARGIN = 512 * 2 ** 20
 #: What the console and the node are told to expect for a first compile, until one was measured here.
 FIRST_COMPILE_GUESS_S = {"cuda": 60.0, "cpu": 30.0}
+#: Seconds between progress updates while a shape compiles.
+TICK_S = 0.5
 
 Status = Callable[[str, "float | None"], None]
 
@@ -326,7 +328,7 @@ class CompiledDecoder:
                     pass
 
         def tick():
-            while not stop.wait(0.5):
+            while not stop.wait(TICK_S):
                 tell(min(0.95, 1 - math.exp(-(time.perf_counter() - t0) / expect)))
 
         tell(0.0)
