@@ -182,6 +182,20 @@ def test_moved_or_replaced_weights_give_the_same_answer_without_recompiling(pair
     assert graphs_compiled() == graphs and fast.decoder.recompiles == 0
 
 
+def test_critics_of_one_architecture_share_compiled_shapes(pair, tiny_critic_dir):
+    """A second critic (say the Edit model beside the T2I one) reuses the shapes the first compiled."""
+    fast, _ = pair
+    fast.critique(pics(64), "first critic", settings=GREEDY)
+    graphs = graphs_compiled()
+    other = LocalCritic.from_pretrained(tiny_critic_dir, device="cpu", speed="compiled", cache_size=0)
+    try:
+        assert raws(other.critique(pics(64), "second critic", settings=GREEDY)) == raws(
+            fast.critique(pics(64), "second critic", settings=GREEDY))
+        assert other.decoder.shapes == {(1, 2048): 0.0} and graphs_compiled() == graphs
+    finally:
+        other.close()
+
+
 def test_comfyui_evicts_and_reloads_the_critic(comfy, standin_log, tiny_critic_dir, tiny_critic):
     """Critique, let ComfyUI unload everything (for a diffusion model), critique again: same answer, the
     model loaded again through load_models_gpu, no graph compiled."""
