@@ -38,8 +38,21 @@ def should_use_fp16(device=None, model_params=0, prioritize_performance=True, ma
     return False
 
 
+#: What get_free_memory reports (tests set it to stand in for a full or an empty GPU).
+FREE_MEMORY = {"bytes": 64 * 2**30}
+
+
+def extra_reserved_memory():
+    return 0
+
+
+def get_free_memory(dev=None, torch_free_too=False):
+    free = FREE_MEMORY["bytes"]
+    return (free, free) if torch_free_too else free
+
+
 def free_memory(memory_required, device, keep_loaded=[]):
-    record("free_memory", memory_required=memory_required)
+    record("free_memory", memory_required=memory_required, device=device, keep_loaded=list(keep_loaded))
 
 
 class LoadedModel:
