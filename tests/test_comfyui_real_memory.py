@@ -16,21 +16,8 @@ import json
 import time
 import uuid
 
-import pytest
-
-from test_comfyui_real import ROOT, Server, _http, pytestmark, shrink, to_api  # noqa: F401 (pytestmark: the skip)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("comfy-memory"))
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def object_info(server):
-    return _http(server.url + "/object_info", timeout=120)
+# pytestmark: the same skip; server / object_info: the same module-scoped fixtures (a server for this module)
+from test_comfyui_real import ROOT, Server, _http, object_info, pytestmark, server, shrink, to_api  # noqa: F401
 
 #: ComfyUI logs this when load_models_gpu loads the critic (its ModelPatcher wraps our _Holder module).
 CRITIC_LOAD = "Requested to load _Holder"
