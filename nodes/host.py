@@ -190,16 +190,25 @@ class ComfyPlacement(DevicePlacement):
         return int(mm.get_free_memory(device))
 
     def _unload(self) -> None:
-        """Take our patcher out of ComfyUI's loaded models (0.3.64 has no per-model unload helper)."""
+        """Take our patcher out of ComfyUI's loaded models.
+
+        ComfyUI 0.23+ has a public per-model helper, ``unload_model_and_clones``; it frees only the
+        GPU devices it knows, so a critic loaded on the CPU beside a GPU stays listed. 0.3.64 has no
+        such helper. In both cases what is still listed is unloaded by hand, the way ComfyUI's own
+        ``free_memory`` does it (``model_unload`` then out of ``current_loaded_models``)."""
         if self.patcher is None:
             return
         import comfy.model_management as mm
 
-        for i, loaded in enumerate(list(mm.current_loaded_models)):
-            if loaded.model is self.patcher:
-                loaded.model_unload()
-                mm.current_loaded_models.pop(i)
-                break
+        unload = getattr(mm, "unload_model_and_clones", None)
+        if unload is not None:
+            unload(self.patcher, unload_additional_models=False, all_devices=True)
+        if any(m is self.patcher for m in mm.loaded_models()):
+            for i, loaded in enumerate(list(mm.current_loaded_models)):
+                if loaded.model is self.patcher:
+                    loaded.model_unload()
+                    mm.current_loaded_models.pop(i)
+                    break
         mm.soft_empty_cache()
 
 
