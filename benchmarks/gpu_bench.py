@@ -1,10 +1,18 @@
 #!/usr/bin/env python3
 """GPU benchmark of the in-process critic (LocalCritic) with the real RationalRewards-8B, or a stand-in.
 
-    python benchmarks/gpu_bench.py [--critic DIR] [--variants bf16-sdpa,8bit,4bit,bf16-flash,bf16-static]
-                                   [--new-tokens 256] [--reps 3] [--json OUT] [--dry-run]
+    python benchmarks/gpu_bench.py [--critic DIR] [--batches 1,4,16] [--new-tokens 128] [--reps 2]
+                                   [--no-study] [--variants bf16-sdpa,8bit,4bit,bf16-flash,bf16-static]
+                                   [--json OUT] [--dry-run]
 
-For every variant (dtype / quantization / attention / static cache + torch.compile) it loads the critic
+By default it runs the speed study (benchmarks/gpu_speed.py; about 8 minutes on an H100/H200-class GPU,
+stand-in build included): bf16 standard vs compiled decoding at batch 1, 4 and 16 (first call with
+compiling, steady per-step time, peak VRAM, share of equal greedy answers), graphs compiled over 20
+mixed critiques after warm-up, the eviction case (weights to the CPU and back: same answer, no
+recompile), and fp8 weights (torchao; skipped with the reason on GPUs without fp8 or without torchao).
+
+--variants adds the older per-variant table: for every variant (dtype / quantization / attention /
+transformers' static cache + torch.compile) it loads the critic
 through LocalCritic.from_pretrained and measures: load seconds; peak VRAM after loading and during a
 critique; prefill seconds and decode tokens/s; seconds per 1024x1024 critique (the pipeline downscales it
 to the 802,816-pixel budget, 896x896 = 784 image tokens) with a fixed answer length (greedy,
@@ -33,6 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 # Qwen/Qwen3-VL-8B-Instruct config.json (the shapes RationalRewards-8B shares).
 QWEN3_VL_8B = {
@@ -60,6 +69,8 @@ VARIANTS = {
     "8bit": dict(dtype="auto", attention="sdpa", quantization="8bit"),
     "4bit": dict(dtype="auto", attention="sdpa", quantization="4bit"),
     "bf16-static": dict(dtype="auto", attention="sdpa", quantization="none", static=True),
+    "bf16-compiled": dict(dtype="auto", attention="sdpa", quantization="none", speed="compiled"),
+    "fp8-compiled": dict(dtype="auto", attention="sdpa", quantization="fp8", speed="compiled"),
 }
 
 
@@ -116,10 +127,10 @@ def check_variant(name: str) -> str | None:
 
     v = VARIANTS[name]
     try:
-        resolve_options("cuda", v["dtype"], v["attention"], v["quantization"])
+        o = resolve_options("cuda", v["dtype"], v["attention"], v["quantization"], v.get("speed", "standard"))
     except OptionError as e:
         return str(e)
-    return None
+    return o.speed_note
 
 
 def run_variant(folder: Path, name: str, new_tokens: int, reps: int) -> dict:
@@ -134,7 +145,8 @@ def run_variant(folder: Path, name: str, new_tokens: int, reps: int) -> dict:
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     critic = LocalCritic.from_pretrained(folder, dtype=v["dtype"], attention=v["attention"],
-                                         quantization=v["quantization"], device="cuda", cache_size=0)
+                                         quantization=v["quantization"], speed=v.get("speed", "standard"),
+                                         device="cuda", cache_size=0)
     res = {"variant": name, "load_s": round(time.perf_counter() - t0, 1),
            "vram_after_load_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
            "model_gb": round(critic.model_size_bytes() / 2**30, 2), "options": critic.options.describe()}
@@ -196,23 +208,59 @@ def dry_run(variants: list[str]) -> int:
     return 0
 
 
+def cpu_smoke(batches: list[int], json_out: str | None) -> int:
+    """The speed study end to end on the tiny critic, on the CPU: every code path of the GPU run but the
+    CUDA calls, so a GPU's minutes are not spent finding a bug in this script."""
+    import gpu_speed
+    from tiny_critic import build_tiny_critic
+
+    gpu_speed.DEVICE["name"] = "cpu"
+    with tempfile.TemporaryDirectory(prefix="rr-smoke-") as tmp:
+        folder = build_tiny_critic(Path(tmp) / "tiny-critic")
+        res = {"note": "CPU smoke run of the GPU study's code: figures mean nothing",
+               "speed_study": gpu_speed.speed_study(folder, batches, 8, 1),
+               "fp8": gpu_speed.fp8_study(folder, 8, 1)}
+    print(json.dumps(res, indent=1))
+    if json_out:
+        Path(json_out).write_text(json.dumps(res, indent=1))
+    bad = [k for k, v in res["speed_study"]["eviction"].items() if k == "same_answer" and not v]
+    return 1 if bad or res["speed_study"]["decoder_broken"] else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--critic", help="RationalRewards folder (default: env RATIONALREWARDS_CRITIC, else a stand-in)")
-    ap.add_argument("--variants", default="bf16-sdpa,8bit,4bit,bf16-flash,bf16-static",
-                    help=f"comma-separated, from {', '.join(VARIANTS)}")
-    ap.add_argument("--new-tokens", type=int, default=256, help="answer length per critique (fixed)")
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--variants", default="",
+                    help=f"also the per-variant table, comma-separated, from {', '.join(VARIANTS)} (default: none)")
+    ap.add_argument("--batches", default="1,4,16", help="batch sizes of the standard-vs-compiled study")
+    ap.add_argument("--no-study", action="store_true", help="skip the speed study (only --variants)")
+    ap.add_argument("--new-tokens", type=int, default=128, help="tokens timed per critique (fixed)")
+    ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--keep-standin", help="build/reuse the stand-in in this folder instead of a temp dir")
     ap.add_argument("--dry-run", action="store_true", help="plan only; needs no GPU")
+    ap.add_argument("--cpu-smoke", action="store_true",
+                    help="run the speed study's code on the CPU with the tiny test critic (checks the script, "
+                         "needs no GPU; its figures mean nothing)")
     args = ap.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         ap.error(f"unknown variants {bad}; choose from {', '.join(VARIANTS)}")
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        ap.error(f"--batches {args.batches!r}: give numbers such as 1,4,16")
+    if any(not 1 <= b <= 16 for b in batches):
+        ap.error("--batches: each between 1 and 16 (the compiled batch buckets)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.cpu_smoke:
+        return cpu_smoke(batches, args.json)
     if args.dry_run:
+        from gpu_speed import plan
+
+        if not args.no_study:
+            print("speed study:\n  " + "\n  ".join(plan(batches, args.new_tokens)))
         return dry_run(variants)
 
     import torch
@@ -234,7 +282,15 @@ def main() -> int:
     results = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
                "transformers": __import__("transformers").__version__,
                "model": str(folder) if real else "random-weight Qwen3-VL-8B stand-in",
-               "new_tokens": args.new_tokens, "variants": []}
+               "date": time.strftime("%Y-%m-%d"), "new_tokens": args.new_tokens, "variants": []}
+    if not args.no_study:
+        from gpu_speed import fp8_study, speed_study
+
+        t0 = time.perf_counter()
+        results["speed_study"] = speed_study(folder, batches, args.new_tokens, args.reps)
+        results["fp8"] = fp8_study(folder, args.new_tokens, args.reps)
+        print(json.dumps(results["fp8"]), flush=True)
+        results["study_wall_s"] = round(time.perf_counter() - t0, 1)
     for name in variants:
         why = check_variant(name)
         if why:

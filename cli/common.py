@@ -57,8 +57,12 @@ def add_critic_args(p, *, seed_help: str = "sampling seed of the critic (default
     g.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps")
     g.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
                    help="critic weights dtype (auto: bf16 or fp16 on a GPU, fp32 on cpu)")
-    g.add_argument("--quantization", default="none", choices=("none", "8bit", "4bit"),
-                   help="bitsandbytes quantization of the local critic (CUDA only)")
+    g.add_argument("--quantization", default="none", choices=("none", "8bit", "4bit", "fp8"),
+                   help="quantization of the local critic: 8bit/4bit (bitsandbytes, CUDA; 8bit is the slowest) or "
+                        "fp8 (torchao; GPUs with compute capability 8.9+)")
+    g.add_argument("--speed", default="auto", choices=("auto", "compiled", "standard"),
+                   help="local critic decoding: compiled (static KV cache + torch.compile; each new batch/length "
+                        "shape compiles once), standard, or auto (compiled on a CUDA GPU where it can run)")
     g.add_argument("--max-new-tokens", type=int, default=2048, metavar="N", help="critic answer length cap (default 2048)")
     g.add_argument("--temperature", type=float, default=0.1, metavar="T", help="critic temperature; 0 = greedy (default 0.1)")
     g.add_argument("--seed", type=int, default=42, metavar="S", help=seed_help)
@@ -90,7 +94,8 @@ def load_critic(args, *, edit: bool = False, concurrency: int | None = None) -> 
         # The command line takes folder paths too: the user owns this machine (nodes do not).
         folder = resolve_model(spec, [root], allow_paths=True, download_root=root)
         return LocalCritic.from_pretrained(folder, dtype=args.dtype, quantization=args.quantization,
-                                           device=args.device, batch_size=max(1, concurrency or 4))
+                                           device=args.device, speed=getattr(args, "speed", "auto"),
+                                           batch_size=max(1, concurrency or 4))
     except CriticError as e:
         raise UsageError(f"--critic {spec}: {e}") from None
 
@@ -186,8 +191,15 @@ class TokenProgress:
             self._bar.close()
             self._bar = None
 
+    def on_status(self, text: str, fraction: float | None) -> None:
+        """The critic's status (its one-time compile, a fallback note) on stderr, once per message."""
+        if text != getattr(self, "_last_status", None):
+            self._last_status = text
+            self.close()
+            print(f"critic: {text}", file=sys.stderr, flush=True)
+
     def callbacks(self) -> Callbacks:
-        return Callbacks(on_tokens=self.on_tokens)
+        return Callbacks(on_tokens=self.on_tokens, on_status=self.on_status)
 
 
 def iter_images(folder: Path) -> Iterator[Path]:

@@ -122,7 +122,7 @@ def run(args) -> int:
     writer = _RunWriter(out, run_info, config.max_iterations)
     progress = TokenProgress(enabled=None if not args.quiet else False)
     callbacks = LoopCallbacks(on_image=writer.on_image, on_iteration_end=writer.on_iteration_end,
-                              on_tokens=progress.on_tokens)
+                              on_tokens=progress.on_tokens, on_status=progress.on_status)
     resident = getattr(critic, "resident", None)
     try:
         with (resident() if resident else contextlib.nullcontext()):

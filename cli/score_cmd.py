@@ -29,8 +29,8 @@ from typing import Any
 
 from ..report.scorecard import format_overall
 from . import UsageError
-from .common import (add_critic_args, check_image_file, generation_settings, iter_images, load_critic, load_image,
-                     prepare_out_file, run_critic)
+from .common import (TokenProgress, add_critic_args, check_image_file, generation_settings, iter_images, load_critic,
+                     load_image, prepare_out_file, run_critic)
 
 
 @dataclass(frozen=True)
@@ -178,16 +178,18 @@ def _critique_batch(critic, folder: Path, batch: list[Item], settings) -> list[A
     (each call runs its images concurrently / batched)."""
     images = [load_image(folder / it.image, f"line {it.line}: image") for it in batch]
     results: list[Any] = [None] * len(batch)
+    status = TokenProgress(enabled=False).callbacks()  # the critic's notes (a one-time compile) on stderr
     t2i = [k for k, it in enumerate(batch) if not it.source]
     edit = [k for k, it in enumerate(batch) if it.source]
     if t2i:
-        cs = run_critic(critic.critique, [images[k] for k in t2i], [batch[k].prompt for k in t2i], settings=settings)
+        cs = run_critic(critic.critique, [images[k] for k in t2i], [batch[k].prompt for k in t2i], settings=settings,
+                        callbacks=status)
         for k, c in zip(t2i, cs):
             results[k] = c
     if edit:
         sources = [load_image(folder / batch[k].source, f"line {batch[k].line}: source") for k in edit]
         cs = run_critic(critic.critique, [images[k] for k in edit], [batch[k].prompt for k in edit],
-                        sources=sources, settings=settings)
+                        sources=sources, settings=settings, callbacks=status)
         for k, c in zip(edit, cs):
             results[k] = c
     return results

@@ -108,7 +108,7 @@ class LoopConfig:
 @dataclass
 class LoopCallbacks:
     """Hooks for a UI. All optional. ``is_interrupted`` is checked between steps and handed to the
-    critic (polled per token); on_tokens / on_text / on_item are passed to the critic as is."""
+    critic (polled per token); on_tokens / on_text / on_item / on_status are passed to the critic as is."""
 
     on_iteration_start: Callable[[int, str, int], None] | None = None
     on_iteration_end: Callable[[int, dict], None] | None = None
@@ -117,13 +117,14 @@ class LoopCallbacks:
     on_tokens: Callable[[int, int], None] | None = None
     on_text: Callable[[int, str], None] | None = None
     on_item: Callable[[int, int], None] | None = None
+    on_status: Callable[[str, float | None], None] | None = None
 
     def interrupted(self) -> bool:
         return bool(self.is_interrupted and self.is_interrupted())
 
     def critic_callbacks(self) -> Callbacks:
         return Callbacks(on_tokens=self.on_tokens, on_text=self.on_text, on_item=self.on_item,
-                         is_interrupted=self.is_interrupted)
+                         is_interrupted=self.is_interrupted, on_status=self.on_status)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,12 @@ class RationalRewardsExtension(ComfyExtension):
     """ComfyUI-RationalRewards: critic, prompt refiner, best-of-N, score cards and refinement loops."""
 
     def __init__(self) -> None:
-        # In 0.3.64 on_load() is not called, so the folder is registered here, at load time.
+        # ComfyUI 0.3.64 never calls on_load() (awaited from 0.14 on), so the folder is
+        # registered here, when comfy_entrypoint() builds the extension, on every version.
+        host.register_model_folder()
+
+    async def on_load(self) -> None:
+        """Awaited by newer ComfyUI before get_node_list(); the folder is already registered (idempotent)."""
         host.register_model_folder()
 
     async def get_node_list(self):

@@ -74,12 +74,36 @@ def show_text(node_id: str | None, text: str):
     return ui.PreviewText(text)
 
 
+def status_callback(node_id: str | None, bar: Any = None, total: int = 1,
+                    done: Callable[[], float] = lambda: 0) -> Callable[[str, float | None], None]:
+    """A critic's ``on_status`` for a node: each new message on the node once (the critic logs it to the
+    console itself), and the bar moving through the phase (``done()`` items before it, of ``total``)."""
+    shown = {"text": None}
+
+    def on_status(text: str, fraction: float | None) -> None:
+        if text != shown["text"]:
+            shown["text"] = text
+            send_text(node_id, text)
+        if bar is not None and fraction is not None:
+            import comfy.model_management as mm
+
+            try:
+                bar.update_absolute(done() + min(max(fraction, 0.0), 0.99), total)
+            except mm.InterruptProcessingException:
+                # ComfyUI's progress hook raises on Cancel and clears the flag; this may run on the critic's
+                # progress thread, so set it again for the critique to stop at its next token
+                mm.interrupt_current_processing(True)
+
+    return on_status
+
+
 def node_callbacks(node_id: str | None, n_items: int, header: Callable[[int], str] | None = None) -> Callbacks:
-    """Callbacks that move the node's progress bar, stream the answer onto the node and poll Cancel."""
+    """Callbacks that move the node's progress bar, stream the answer onto the node, poll Cancel and
+    show the critic's status (e.g. its one-time compile) with the bar moving meanwhile."""
     import comfy.utils
 
     bar = comfy.utils.ProgressBar(max(1, n_items), node_id=node_id)
-    last = {"tokens": -STREAM_EVERY_TOKENS}
+    last = {"tokens": -STREAM_EVERY_TOKENS, "items": 0}
 
     def on_text(i: int, text: str) -> None:
         n = len(text)
@@ -91,9 +115,11 @@ def node_callbacks(node_id: str | None, n_items: int, header: Callable[[int], st
 
     def on_item(done: int, total: int) -> None:
         last["tokens"] = -STREAM_EVERY_TOKENS
+        last["items"] = done
         bar.update_absolute(done, total)
 
-    return Callbacks(on_text=on_text, on_item=on_item, is_interrupted=is_interrupted)
+    return Callbacks(on_text=on_text, on_item=on_item, is_interrupted=is_interrupted,
+                     on_status=status_callback(node_id, bar, max(1, n_items), lambda: last["items"]))
 
 
 class _Holder(torch.nn.Module):
@@ -152,17 +178,37 @@ class ComfyPlacement(DevicePlacement):
         self._unload()
         self.patcher = None
 
+    def make_room(self, nbytes: int, device) -> int | None:
+        """Let ComfyUI unload other models until ``nbytes`` are free on ``device`` beside the critic (the
+        compiled decoder's static cache); returns the free bytes ComfyUI then sees."""
+        import comfy.model_management as mm
+
+        if torch.device(device).type == "cpu":
+            return None
+        ours = [lm for lm in mm.current_loaded_models if lm.model is self.patcher]
+        mm.free_memory(nbytes + mm.extra_reserved_memory(), device, keep_loaded=ours)
+        return int(mm.get_free_memory(device))
+
     def _unload(self) -> None:
-        """Take our patcher out of ComfyUI's loaded models (0.3.64 has no per-model unload helper)."""
+        """Take our patcher out of ComfyUI's loaded models.
+
+        ComfyUI 0.23+ has a public per-model helper, ``unload_model_and_clones``; it frees only the
+        GPU devices it knows, so a critic loaded on the CPU beside a GPU stays listed. 0.3.64 has no
+        such helper. In both cases what is still listed is unloaded by hand, the way ComfyUI's own
+        ``free_memory`` does it (``model_unload`` then out of ``current_loaded_models``)."""
         if self.patcher is None:
             return
         import comfy.model_management as mm
 
-        for i, loaded in enumerate(list(mm.current_loaded_models)):
-            if loaded.model is self.patcher:
-                loaded.model_unload()
-                mm.current_loaded_models.pop(i)
-                break
+        unload = getattr(mm, "unload_model_and_clones", None)
+        if unload is not None:
+            unload(self.patcher, unload_additional_models=False, all_devices=True)
+        if any(m is self.patcher for m in mm.loaded_models()):
+            for i, loaded in enumerate(list(mm.current_loaded_models)):
+                if loaded.model is self.patcher:
+                    loaded.model_unload()
+                    mm.current_loaded_models.pop(i)
+                    break
         mm.soft_empty_cache()
 
 

@@ -42,9 +42,12 @@ class ModelLoader(io.ComfyNode):
                 io.Combo.Input("attention", options=["sdpa", "eager", "flash_attention_2"], default="sdpa",
                                tooltip="Attention kernel. sdpa works everywhere; flash_attention_2 needs the "
                                "flash-attn package and a CUDA GPU."),
-                io.Combo.Input("quantization", options=["none", "8bit", "4bit"], default="none",
-                               tooltip="bitsandbytes quantization of the language model (~9 GB in 8-bit, ~6 GB in "
-                               "4-bit instead of ~17.5 GB); the vision tower stays 16-bit. Needs CUDA + bitsandbytes."),
+                io.Combo.Input("quantization", options=["none", "8bit", "4bit", "fp8"], default="none",
+                               tooltip="Smaller weights for the language model; the vision tower stays 16-bit. "
+                               "8bit / 4bit: bitsandbytes (CUDA + the bitsandbytes package; ~9 / ~6 GB instead of "
+                               "~17.5 GB); 8bit is the slowest choice of all. "
+                               "fp8: torchao float8 weights (~10.6 GB), for GPUs with fp8 (RTX 40xx/50xx, L4, L40, "
+                               "H100/H200) with the torchao package; works with speed compiled."),
                 io.Combo.Input("device", options=["auto", "cpu"], default="auto",
                                tooltip="auto: ComfyUI's GPU; cpu: run the critic on the CPU (slow, but leaves VRAM free)."),
                 io.Boolean.Input("keep_resident", default=True,
@@ -52,6 +55,13 @@ class ModelLoader(io.ComfyNode):
                                  "diffusion model needs the memory). Off: unload after every critique."),
                 io.Int.Input("batch_size", default=4, min=1, max=32,
                              tooltip="Images critiqued together in one GPU pass. Larger is faster but needs more VRAM."),
+                io.Combo.Input("speed", options=["auto", "compiled", "standard"], default="auto",
+                               tooltip="How the critic decodes. compiled: a static KV cache and a compiled decode "
+                               "step (CUDA graphs), faster per token; each new batch/length shape compiles once per "
+                               "session (shown on the node, roughly a minute), and a batch that does not fit VRAM is "
+                               "split. auto: compiled on a GPU where it can run (needs Triton; on Windows "
+                               "`pip install triton-windows`), else standard. standard: transformers' generate, no "
+                               "compile wait. Where compiled cannot run, the critic says why and decodes standard."),
             ],
             outputs=[Critic.Output(
                 "critic", display_name="critic", tooltip="The loaded critic; connect it to Critic, Compare, "
@@ -77,11 +87,12 @@ class ModelLoader(io.ComfyNode):
 
     @classmethod
     @checks_combos
-    def execute(cls, model, dtype, attention, quantization, device, keep_resident, batch_size) -> io.NodeOutput:
+    def execute(cls, model, dtype, attention, quantization, device, keep_resident, batch_size,
+                speed="auto") -> io.NodeOutput:
         roots = host.model_roots()
         folder = resolve_model(model, roots, download_root=roots[0])
         critic = LocalCritic.from_pretrained(
-            folder, dtype=dtype, attention=attention, quantization=quantization, device=device,
+            folder, dtype=dtype, attention=attention, quantization=quantization, device=device, speed=speed,
             batch_size=batch_size, memory=host.ComfyPlacement(keep_resident=keep_resident, device=device),
         )
         return io.NodeOutput(critic)

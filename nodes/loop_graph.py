@@ -289,7 +289,7 @@ class LoopEndNode(io.ComfyNode):
             state.warnings.append(NO_PROMPT_WARNING)
             host.send_text(display, f"warning: {NO_PROMPT_WARNING}")
         n = state.max_iterations
-        callbacks = LoopCallbacks(is_interrupted=host.is_interrupted)
+        callbacks = LoopCallbacks(is_interrupted=host.is_interrupted, on_status=host.status_callback(display))
         state, outcome = host.run_interruptible(
             lambda: step(state, image, backend, config, callbacks=callbacks, source=source_image))
         _progress(display, state, n)

@@ -175,8 +175,10 @@ def _callbacks(node_id: str | None, n: int) -> LoopCallbacks:
     import comfy.utils
 
     bar = comfy.utils.ProgressBar(n, node_id=node_id)
+    current = {"i": 0}
 
     def on_iteration_start(i: int, prompt: str, seed: int) -> None:
+        current["i"] = i
         host.send_text(node_id, f"iteration {i + 1}/{n}: generating (seed {seed})\n{prompt}")
 
     def on_image(i: int, images: Any) -> None:
@@ -194,4 +196,5 @@ def _callbacks(node_id: str | None, n: int) -> LoopCallbacks:
         host.send_text(node_id, f"iteration {i + 1}/{n}: score {score}: {why}")
 
     return LoopCallbacks(on_iteration_start=on_iteration_start, on_iteration_end=on_iteration_end,
-                         on_image=on_image, is_interrupted=host.is_interrupted)
+                         on_image=on_image, is_interrupted=host.is_interrupted,
+                         on_status=host.status_callback(node_id, bar, n, lambda: current["i"]))

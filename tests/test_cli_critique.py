@@ -120,3 +120,21 @@ def test_empty_prompt_and_model_without_url(tiny_critic_dir, img, capsys):
     assert "--prompt" in capsys.readouterr().err
     assert main(["critique", img, "--prompt", "x", "--critic", str(tiny_critic_dir), "--model", "m"]) == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_speed_and_fp8_options(tiny_critic_dir, img, monkeypatch, capsys):
+    """--speed reaches the critic (a compiled critic that cannot compile says why on stderr and decodes at
+    standard speed); --quantization fp8 on the CPU is one line naming the reason and the choice that works."""
+    from rationalrewards.models.backends import local_options
+
+    monkeypatch.setattr(local_options, "cpp_compiler", lambda: None)
+    rc = main(["critique", img, "--prompt", "a cube", "--critic", str(tiny_critic_dir), "--max-new-tokens", "4",
+               "--device", "cpu", "--speed", "compiled"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "critic: speed='compiled' cannot run here" in err and "C++ compiler" in err
+    rc = main(["critique", img, "--prompt", "a cube", "--critic", str(tiny_critic_dir), "--device", "cpu",
+               "--quantization", "fp8"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "quantization='fp8' needs an NVIDIA GPU" in err and "use quantization none" in err
+    with pytest.raises(SystemExit):
+        main(["critique", img, "--prompt", "a cube", "--speed", "turbo"])

@@ -4,17 +4,23 @@ Skipped unless these environment variables are set (nothing is downloaded; see .
 building ComfyUI 0.3.64, its venv and the tiny models):
 
     RATIONALREWARDS_COMFYUI         a ComfyUI checkout (the folder with main.py)
-    RATIONALREWARDS_COMFY_PYTHON    its Python (default: <checkout>/../comfy-venv/bin/python, else this Python)
-    RATIONALREWARDS_TINY_CRITIC     a tiny Qwen3-VL critic folder (default: <checkout>/models/rationalrewards/
-                                    tiny-critic, else <checkout>/../tiny-critic)
+    RATIONALREWARDS_COMFY_PYTHON    its Python (default: the checkout's own venv/ or .venv/, else the venv
+                                    beside it named after it, as ../shared/comfy builds them: ComfyUI ->
+                                    comfy-venv, ComfyUI-new -> comfy-new-venv; else this Python)
+    RATIONALREWARDS_TINY_CRITIC     a tiny Qwen3-VL critic folder (default: tiny-critic-canned, else
+                                    tiny-critic, in <checkout>/models/rationalrewards/ or beside the checkout)
     RATIONALREWARDS_TINY_SD15       a tiny SD1.5 checkpoint file (default: <checkout>/models/checkpoints/
                                     tiny-sd15.safetensors)
     RATIONALREWARDS_COMFY_PORT      the port the server listens on (default: a free one)
 
-The server runs with --cpu in a temporary --base-directory: custom_nodes/ holds a link to this checkout,
-models/checkpoints and models/rationalrewards links to the tiny models, input/ a test picture. Each workflow is
-converted from its UI format to the API format with the server's /object_info (same widget layout as the
-frontend, tests/workflow_check.py), shrunk (128 px, 2 steps, 2 iterations, short critiques) and run to the end.
+tools/comfy_real_test.sh 0.3.64 | 0.33 sets them for the environments ../shared/comfy builds (one command each).
+
+The server runs with --cpu in a temporary --base-directory (and, where the version has the flag, its own
+--database-url there: ComfyUI otherwise opens <checkout>/user/comfyui.db, shared by every server of the
+checkout): custom_nodes/ holds a link to this checkout, models/checkpoints and models/rationalrewards links to
+the tiny models, input/ a test picture. Each workflow is converted from its UI format to the API format with the
+server's /object_info (same widget layout as the frontend, tests/workflow_check.py), shrunk (128 px, 2 steps,
+2 iterations, short critiques) and run to the end.
 """
 from __future__ import annotations
 
@@ -55,6 +61,26 @@ def _first_existing(*paths: Path | str | None) -> Path | None:
     return next((Path(p) for p in paths if p and Path(p).exists()), None)
 
 
+def comfy_python(checkout: Path) -> Path:
+    """The Python that runs ``checkout``: RATIONALREWARDS_COMFY_PYTHON, else the checkout's own venv, else the
+    venv beside it named after it (ComfyUI -> comfy-venv, ComfyUI-new -> comfy-new-venv), else this Python."""
+    sibling = "comfy" + checkout.name[len("ComfyUI"):].lower() + "-venv" if checkout.name.startswith("ComfyUI") else None
+    return _first_existing(os.environ.get("RATIONALREWARDS_COMFY_PYTHON"),
+                           checkout / "venv" / "bin" / "python", checkout / ".venv" / "bin" / "python",
+                           checkout.parent / sibling / "bin" / "python" if sibling else None) or Path(sys.executable)
+
+
+def server_args(checkout: Path, base: Path, port: int) -> list[str]:
+    """main.py's arguments for a test server of ``checkout`` in ``base`` (its own database where the version
+    has --database-url; the folder must exist)."""
+    args = ["--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
+            "--disable-auto-launch"]
+    cli = checkout / "comfy" / "cli_args.py"
+    if cli.is_file() and "--database-url" in cli.read_text(errors="replace"):
+        args += ["--database-url", f"sqlite:///{base / 'user' / 'comfyui.db'}"]
+    return args
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,7 +92,8 @@ def _http(url: str, data: dict | None = None, timeout: float = 30) -> dict:
                                  headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read())
+            body = r.read()
+            return json.loads(body) if body.strip() else {}  # /free and /interrupt answer with no body
     except urllib.error.HTTPError as e:  # validation errors come back as 400 with node_errors
         raise AssertionError(f"{url}: HTTP {e.code}: {e.read().decode(errors='replace')[:4000]}") from None
 
@@ -76,10 +103,10 @@ class Server:
 
     def __init__(self, base: Path):
         comfy = Path(COMFY).resolve()
-        self.python = _first_existing(os.environ.get("RATIONALREWARDS_COMFY_PYTHON"),
-                                      comfy.parent / "comfy-venv" / "bin" / "python") or Path(sys.executable)
+        self.python = comfy_python(comfy)
         critic = _first_existing(os.environ.get("RATIONALREWARDS_TINY_CRITIC"),
-                                 comfy / "models" / "rationalrewards" / "tiny-critic", comfy.parent / "tiny-critic")
+                                 *(d / name for name in ("tiny-critic-canned", "tiny-critic")
+                                   for d in (comfy / "models" / "rationalrewards", comfy.parent)))
         sd15 = _first_existing(os.environ.get("RATIONALREWARDS_TINY_SD15"),
                                comfy / "models" / "checkpoints" / "tiny-sd15.safetensors")
         if critic is None or sd15 is None:
@@ -105,8 +132,7 @@ class Server:
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
-                [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-                 "--base-directory", str(base), "--disable-auto-launch"],
+                [str(self.python), "main.py", *server_args(comfy, base, self.port)],
                 cwd=comfy, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + float(os.environ.get("RATIONALREWARDS_COMFY_WAIT", "240"))
         while time.monotonic() < deadline:
@@ -132,10 +158,17 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
 
-    def run(self, prompt: dict, workflow: dict, timeout: float = 600) -> dict:
+    def run(self, prompt: dict, workflow: dict | None, timeout: float = 600) -> dict:
         """POST an API prompt (with the UI workflow as PNG info), wait for its history entry."""
+        return self.wait(self.submit(prompt, workflow), timeout)
+
+    def submit(self, prompt: dict, workflow: dict | None) -> str:
+        """POST an API prompt (with the UI workflow as PNG info); its prompt id."""
         body = {"prompt": prompt, "client_id": uuid.uuid4().hex, "extra_data": {"extra_pnginfo": {"workflow": workflow}}}
-        pid = _http(self.url + "/prompt", body)["prompt_id"]
+        return _http(self.url + "/prompt", body)["prompt_id"]
+
+    def wait(self, pid: str, timeout: float = 600) -> dict:
+        """The history entry of prompt ``pid`` once it has finished (successfully or not)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             hist = _http(f"{self.url}/history/{pid}")
@@ -202,6 +235,7 @@ def test_pack_loads_with_every_node(server, object_info, comfy):
     failed = [line for line in log.splitlines() if ("IMPORT FAILED" in line or "Cannot import" in line)
               and ("RationalRewards" in line or str(ROOT) in line)]
     assert not failed, "\n".join(failed) + "\n" + log[-3000:]
+    assert "Failed to initialize database" not in log  # each server has its own --database-url
     assert server.critic_name in object_info["RationalRewardsModelLoader"]["input"]["required"]["model"][1]["options"]
 
 

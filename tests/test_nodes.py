@@ -7,6 +7,7 @@ import torch
 
 from conftest import run_node
 from scripted_critic import ScriptedCritic, t2i_answer
+from rationalrewards.models.errors import OptionError
 
 
 def img(n=1, h=64, w=64, value=0.5):
@@ -280,3 +281,64 @@ def test_critic_node_with_tiny_model_under_memory_manager(comfy, standin_log, ti
     assert "model_unload" in names  # keep_resident off: unloaded after use
     assert any(n == "progress_text" for n in names)  # streamed onto the node
     critic.close()
+
+
+def test_model_loader_speed_and_fp8_inputs(comfy, standin_log, tiny_critic_dir):
+    """The loader's new inputs: speed (auto by default: standard on this CPU) and the fp8 quantization choice."""
+    import folder_paths
+    from rationalrewards.nodes.loader import ModelLoader
+    inputs = {i.id: i for i in ModelLoader.GET_SCHEMA().inputs}
+    assert inputs["speed"].options == ["auto", "compiled", "standard"] and inputs["speed"].default == "auto"
+    assert "fp8" in inputs["quantization"].options and "slowest" in inputs["quantization"].tooltip
+    folder_paths.add_model_folder_path("rationalrewards", str(tiny_critic_dir.parent))
+    common = dict(model=tiny_critic_dir.name, dtype="fp32", attention="sdpa", device="cpu", keep_resident=False,
+                  batch_size=2)
+    critic = run_node(ModelLoader, quantization="none", **common).args[0]  # a workflow saved before `speed`
+    assert critic.speed == "standard" and critic.options.speed_note is None
+    critic.close()
+    with pytest.raises(OptionError, match="quantization='fp8' needs an NVIDIA GPU"):
+        run_node(ModelLoader, quantization="fp8", speed="auto", **common)
+
+
+def test_status_reaches_the_node_once_and_moves_the_bar(comfy, standin_log):
+    from rationalrewards.nodes import host
+    cb = host.node_callbacks("5", 2)
+    cb.on_item(1, 2)
+    for f in (0.0, 0.3, 0.6):
+        cb.on_status("compiling", f)
+    cb.on_status("compiled", None)
+    texts = [d["text"] for n, d in standin_log.calls if n == "progress_text"]
+    bars = [d["value"] for n, d in standin_log.calls if n == "progress"]
+    assert texts == ["compiling", "compiled"]
+    assert bars == [1, 1.0, 1.3, 1.6]  # the item done, then the second item's share moving
+
+
+def test_status_bar_keeps_a_cancel_that_the_progress_hook_swallowed(comfy, standin_log, monkeypatch):
+    """ComfyUI's progress hook raises on Cancel and clears the flag; a status tick (on the compile-progress
+    thread) must leave the Cancel for the critique, which polls it at its next token."""
+    import comfy.model_management as mm
+    import comfy.utils
+    from rationalrewards.nodes import host
+
+    def hook_like_comfy(self, value, total=None, preview=None):
+        mm.throw_exception_if_processing_interrupted()
+
+    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", hook_like_comfy)
+    cb = host.node_callbacks("5", 1)
+    mm.interrupt_current_processing(True)
+    cb.on_status("compiling", 0.5)
+    assert cb.is_interrupted()
+
+
+def test_comfy_placement_makes_room_beside_the_critic(comfy, standin_log):
+    import comfy.model_management as mm
+    from rationalrewards.nodes import host
+    p = host.ComfyPlacement()
+    assert p.make_room(10, "cpu") is None  # system memory is not ComfyUI's to free
+    mm.FREE_MEMORY["bytes"] = 123
+    try:
+        assert p.make_room(10 ** 9, "cuda:0") == 123
+    finally:
+        mm.FREE_MEMORY["bytes"] = 64 * 2 ** 30
+    call = [d for n, d in standin_log.calls if n == "free_memory"][-1]
+    assert call["memory_required"] == 10 ** 9 and str(call["device"]) == "cuda:0" and call["keep_loaded"] == []

@@ -65,12 +65,16 @@ class Callbacks:
     on_item(done, total):   items (images) finished so far.
     is_interrupted():       polled once per generated token; returning True stops generation and
                             raises CritiqueInterrupted (the model stays usable).
+    on_status(text, frac):  what the backend is doing besides answering, for the user: e.g. compiling
+                            its decoder (once), with ``frac`` the share of that phase done so far
+                            (0-1, called every half second while it lasts) or None for a note.
     """
 
     on_tokens: Callable[[int, int], None] | None = None
     on_text: Callable[[int, str], None] | None = None
     on_item: Callable[[int, int], None] | None = None
     is_interrupted: Callable[[], bool] | None = None
+    on_status: Callable[[str, float | None], None] | None = None
 
     def check_interrupt(self) -> None:
         if self.is_interrupted is not None and self.is_interrupted():
@@ -249,6 +253,7 @@ class CriticBackend(ABC):
                 on_text=(lambda j, t: callbacks.on_text(todo[j], t)) if callbacks.on_text else None,
                 on_item=(lambda d, _t: callbacks.on_item(done + d, len(reqs))) if callbacks.on_item else None,
                 is_interrupted=callbacks.is_interrupted,
+                on_status=callbacks.on_status,
             )
             gens = self._generate([reqs[i].messages for i in todo], settings, inner)
             for i, g in zip(todo, gens):

@@ -9,6 +9,11 @@ stays on its own device; in ComfyUI, ``nodes/`` passes one that hands the model 
 manager. ``prepare`` runs before every generate, ``release`` after each critique call, or once at the
 end of a ``with critic.resident():`` block (keep-resident across a loop).
 
+Speed: ``speed="compiled"`` (the default on a CUDA GPU where it can run: ``"auto"``) decodes with a
+static KV cache and a compiled step (compiled.py); everything else (prompts, streaming, cancel, cache,
+parsing) is shared with the standard path, which remains the fallback for anything compiled decoding
+cannot do: then one note says why, on the node and in the console.
+
 Image sizes: base.py delivers RGB PIL images within the pixel budget (never upscaled there). The
 Qwen3-VL processor then resizes each side to a multiple of 32 pixels (patch 16 x merge 2) within
 ``size.shortest_edge`` .. ``size.longest_edge`` total pixels: 65,536 .. 16,777,216 for Qwen3-VL-8B, so
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import time
 from pathlib import Path
@@ -27,7 +33,10 @@ from typing import Any, Sequence
 from ..errors import CriticError, CritiqueInterrupted, ModelFolderError, OptionError
 from ..store import validate_model_dir
 from .base import Callbacks, CriticBackend, Generation, GenerationSettings
+from .compiled import CompileFailed, CompiledDecoder, DoesNotFit
 from .local_options import DevicePlacement, LoadOptions, module_available, quantization_config, resolve_options
+
+log = logging.getLogger("rationalrewards")
 
 
 def _dtype_kwarg() -> str:
@@ -65,7 +74,8 @@ class LocalCritic(CriticBackend):
 
     Attributes: ``model`` (the transformers module), ``processor``, ``options`` (LoadOptions),
     ``path``, ``batch_size`` (images per generate call), ``memory`` (the DevicePlacement),
-    ``generate_kwargs`` (extra keyword arguments for ``model.generate``, e.g. ``repetition_penalty``).
+    ``generate_kwargs`` (extra keyword arguments for ``model.generate``, e.g. ``repetition_penalty``),
+    ``decoder`` (the CompiledDecoder when ``options.speed`` is compiled, else None).
     """
 
     def __init__(self, model: Any, processor: Any, *, path: str | os.PathLike, options: LoadOptions,
@@ -90,6 +100,14 @@ class LocalCritic(CriticBackend):
                                ({int(tok.eos_token_id)} if tok.eos_token_id is not None else set()))
         self._pad_id = gc.pad_token_id if gc.pad_token_id is not None else (
             tok.pad_token_id if tok.pad_token_id is not None else self._eos_ids[0])
+        self.decoder = None
+        if options.speed == "compiled":
+            cuda = str(options.device).startswith("cuda")
+            self.decoder = CompiledDecoder(model, mode="reduce-overhead" if cuda else None, make_room=memory.make_room)
+        self._notes_shown: set[str] = set()
+        self._pending_notes = [options.speed_note] if options.speed_note else []
+        for note in self._pending_notes:
+            log.warning("RationalRewards: %s", note)
 
     @classmethod
     def from_pretrained(
@@ -100,6 +118,7 @@ class LocalCritic(CriticBackend):
         attention: str = "sdpa",
         quantization: str = "none",
         device: str = "auto",
+        speed: str = "auto",
         batch_size: int = 4,
         cache_size: int = 256,
         memory: DevicePlacement | None = None,
@@ -107,14 +126,15 @@ class LocalCritic(CriticBackend):
     ) -> "LocalCritic":
         """Check the options (OptionError before anything is read), validate the folder
         (ModelFolderError), then load the model and processor. ``memory`` replaces the default
-        placement (keep the model on ``device``); its ``device`` then is the compute device."""
+        placement (keep the model on ``device``); its ``device`` then is the compute device.
+        ``speed``: auto (compiled decoding on a CUDA GPU where it can run), compiled or standard."""
         if int(batch_size) < 1:
             raise OptionError(f"batch_size={batch_size}: must be at least 1")
         if int(cache_size) < 0:
             raise OptionError(f"cache_size={cache_size}: must be 0 (no cache) or more")
         if memory is not None:  # the placement knows where the model will compute
             device = getattr(memory, "device", None) or device
-        options = resolve_options(device, dtype, attention, quantization)
+        options = resolve_options(device, dtype, attention, quantization, speed)
         memory = memory or DevicePlacement(options.device)
         folder = validate_model_dir(path, allow_pickle=allow_pickle)
         model_cls = _model_class()
@@ -124,7 +144,7 @@ class LocalCritic(CriticBackend):
                                   "local_files_only": True, "use_safetensors": None if allow_pickle else True}
         qcfg = quantization_config(options)
         if qcfg is not None:
-            # bitsandbytes weights are placed once, on the GPU, and cannot be moved afterwards
+            # quantized weights are made once, on the GPU (bitsandbytes' cannot be moved afterwards)
             kwargs.update(quantization_config=qcfg, device_map={"": options.device})
         elif str(memory.initial_device) != "cpu" and module_available("accelerate"):
             # straight onto the GPU: no second 17.5 GB copy in RAM, no CPU->GPU pass afterwards
@@ -134,7 +154,13 @@ class LocalCritic(CriticBackend):
             processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError, KeyError) as e:
             raise ModelFolderError(f"{folder} could not be loaded as a Qwen3-VL critic: {type(e).__name__}: {e}") from e
+        except (RuntimeError, AssertionError) as e:
+            if options.quantization != "fp8":
+                raise
+            raise OptionError(f"quantization='fp8' failed while quantizing the weights ({type(e).__name__}: "
+                              f"{str(e)[:300]}); use quantization none") from e
         model.eval()
+        model.requires_grad_(False)  # inference only; and ComfyUI re-creates parameters without grad
         if qcfg is None:
             model.to(memory.initial_device)
         return cls(model, processor, path=folder, options=options, memory=memory,
@@ -152,6 +178,11 @@ class LocalCritic(CriticBackend):
     @property
     def identity(self) -> str:
         return self._identity
+
+    @property
+    def speed(self) -> str:
+        """How the next critique decodes: "compiled", or "standard" (chosen, or after a fallback)."""
+        return "compiled" if self.decoder is not None and self.decoder.broken is None else "standard"
 
     def model_size_bytes(self) -> int:
         """Bytes of the model's parameters and buffers (what ComfyUI's memory manager must find room for)."""
@@ -175,7 +206,7 @@ class LocalCritic(CriticBackend):
         if self.model is None:
             return
         self.memory.close(self.model)
-        self.model = None
+        self.model = self.decoder = None
         self.cache.clear()
 
     def _check_open(self) -> None:
@@ -189,9 +220,11 @@ class LocalCritic(CriticBackend):
         out: list[Generation] = []
         try:
             device = self.memory.prepare(self.model)
+            while self._pending_notes:
+                self._note(callbacks, self._pending_notes.pop(0), logged=True)
             for start in range(0, len(messages), self.batch_size):
                 chunk = list(messages[start:start + self.batch_size])
-                out.extend(self._generate_batch(chunk, start, device, settings, callbacks))
+                out.extend(self._generate_fitting(chunk, start, device, settings, callbacks))
                 if callbacks.on_item:
                     callbacks.on_item(len(out), len(messages))
         finally:
@@ -224,7 +257,30 @@ class LocalCritic(CriticBackend):
             gc.temperature, gc.top_p, gc.top_k = 1.0, 1.0, 50
         return gc
 
-    def _generate_batch(self, chats, offset, device, settings, callbacks) -> list[Generation]:
+    def _note(self, callbacks: Callbacks, text: str, logged: bool = False) -> None:
+        """Say ``text`` once per critic: in the console and on the node (on_status)."""
+        if text in self._notes_shown:
+            return
+        self._notes_shown.add(text)
+        if not logged:
+            log.warning("RationalRewards: %s", text)
+        if callbacks.on_status:
+            callbacks.on_status(text, None)
+
+    def _generate_fitting(self, chats, offset, device, settings, callbacks) -> list[Generation]:
+        """Compiled decoding splits a batch that does not fit memory (halves aligned to the batch buckets);
+        a single critique that does not fit decodes the standard way."""
+        try:
+            return self._generate_batch(chats, offset, device, settings, callbacks)
+        except DoesNotFit as e:
+            if len(chats) == 1:
+                self._note(callbacks, f"compiled decoding: a critique does not fit ({e}); decoding it at standard speed")
+                return self._generate_batch(chats, offset, device, settings, callbacks, compiled=False)
+            head = 1 << ((len(chats) - 1).bit_length() - 1)  # the largest power of two below len(chats)
+            return (self._generate_fitting(chats[:head], offset, device, settings, callbacks)
+                    + self._generate_fitting(chats[head:], offset + head, device, settings, callbacks))
+
+    def _generate_batch(self, chats, offset, device, settings, callbacks, compiled=True) -> list[Generation]:
         import torch
         from transformers import StoppingCriteriaList
 
@@ -233,17 +289,37 @@ class LocalCritic(CriticBackend):
         prompt_len = inputs["input_ids"].shape[1]
         watch = _Watch(self, prompt_len, offset, len(chats), int(settings.max_new_tokens), callbacks)
         dev = torch.device(device)
+        gc = self.generation_config(settings)
+        extra = gc.update(**self.generate_kwargs)  # generation options go into the config, the rest to the model
+        if _generate_takes_model_defaults(self.model):
+            # transformers 4.5x replaces every setting equal to a library default (do_sample=False,
+            # top_p=1.0, ...) with the model's own (do_sample=True, top_p=0.8): greedy would sample.
+            extra.setdefault("use_model_defaults", False)
+        decoder = self.decoder if compiled and self.speed == "compiled" else None
+        if decoder is not None:
+            unsupported = decoder.unsupported(gc, extra)
+            if unsupported:
+                self._note(callbacks, f"compiled decoding does not apply {', '.join(unsupported)}; "
+                           "those critiques decode at standard speed")
+                decoder = None
+            else:
+                decoder.check_fits(len(chats), prompt_len, int(settings.max_new_tokens), dev)  # DoesNotFit
         with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
             torch.manual_seed(int(settings.seed))
-            gc = self.generation_config(settings)
-            extra = gc.update(**self.generate_kwargs)  # generation options go into the config, the rest to the model
-            if _generate_takes_model_defaults(self.model):
-                # transformers 4.5x replaces every setting equal to a library default (do_sample=False,
-                # top_p=1.0, ...) with the model's own (do_sample=True, top_p=0.8): greedy would sample.
-                extra.setdefault("use_model_defaults", False)
             with torch.inference_mode():
-                seqs = self.model.generate(**inputs, generation_config=gc,
-                                           stopping_criteria=StoppingCriteriaList([watch]), **extra)
+                seqs = None
+                if decoder is not None:
+                    try:
+                        seqs = decoder.generate(inputs, gc, extra, self._eos_ids, self._pad_id, watch,
+                                                callbacks.on_status)
+                    except CompileFailed as e:
+                        self._note(callbacks, f"compiled decoding failed and is off for this critic ({e}); "
+                                   "decoding at standard speed")
+                        watch = _Watch(self, prompt_len, offset, len(chats), int(settings.max_new_tokens), callbacks)
+                        torch.manual_seed(int(settings.seed))
+                if seqs is None:
+                    seqs = self.model.generate(**inputs, generation_config=gc,
+                                               stopping_criteria=StoppingCriteriaList([watch]), **extra)
         if watch.interrupted:
             raise CritiqueInterrupted(
                 f"critique cancelled after {watch.steps} of {settings.max_new_tokens} tokens")
@@ -284,14 +360,20 @@ class _Watch:
     def __call__(self, input_ids, scores=None, **kwargs):
         import torch
 
-        self.steps = input_ids.shape[1] - self.prompt_len
-        if self.cb.on_text:
-            self._stream(input_ids[:, -1].tolist())
+        stop = self.step(input_ids.shape[1] - self.prompt_len, input_ids[:, -1].tolist() if self.cb.on_text else None)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+    def step(self, steps: int, last: list[int] | None) -> bool:
+        """After token ``steps`` (``last``: each row's newest token): stream, report progress, poll the
+        interrupt; True means stop. The compiled decoder calls this directly."""
+        self.steps = steps
+        if self.cb.on_text and last is not None:
+            self._stream(last)
         if self.cb.on_tokens:
             self.cb.on_tokens(self.steps, self.max_new)
         stop = bool(self.cb.is_interrupted and self.cb.is_interrupted())
         self.interrupted = self.interrupted or stop
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+        return stop
 
     def _stream(self, last: list[int]) -> None:
         tok = self.critic.processor.tokenizer

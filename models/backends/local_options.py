@@ -7,7 +7,9 @@ generate, is what users of other packs report.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+import os
+import shutil
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import OptionError
@@ -16,10 +18,16 @@ DTYPES = {"auto": "auto", "bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "f
           "half": "fp16", "fp32": "fp32", "float32": "fp32", "float": "fp32"}
 ATTENTIONS = ("sdpa", "eager", "flash_attention_2")
 QUANTIZATIONS = {"none": "none", "": "none", "8bit": "8bit", "8-bit": "8bit", "int8": "8bit",
-                 "4bit": "4bit", "4-bit": "4bit", "nf4": "4bit"}
+                 "4bit": "4bit", "4-bit": "4bit", "nf4": "4bit", "fp8": "fp8", "float8": "fp8"}
 #: Module names kept in 16-bit when quantizing: the whole vision tower (patch embedding, blocks, merger,
-#: deepstack mergers all live under ``visual``) and the output head. Quantizing a SigLIP-style tower breaks it.
-UNQUANTIZED_MODULES = ["visual", "lm_head"]
+#: deepstack mergers all live under ``model.visual``) and the output head. Quantizing a SigLIP-style tower
+#: breaks it. The full prefix matters: transformers 5 matches these from the start of a module's name,
+#: so a bare "visual" would not protect ``model.visual.*`` there (4.57 matches substrings; both work).
+UNQUANTIZED_MODULES = ["model.visual", "lm_head"]
+#: ``speed``: auto = compiled on a CUDA GPU where it can run, else standard.
+SPEEDS = ("auto", "compiled", "standard")
+#: Oldest torch whose compiler the compiled decoder is written for (nn-module inlining, static addresses).
+MIN_TORCH_FOR_COMPILE = (2, 5)
 
 
 def _torch():
@@ -43,8 +51,27 @@ def bf16_supported(device: Any) -> bool:
 
 
 def module_available(name: str) -> bool:
-    """Whether an optional package (bitsandbytes, flash_attn) is importable, without importing it."""
+    """Whether an optional package (bitsandbytes, flash_attn, torchao, triton) is importable, without importing it."""
     return importlib.util.find_spec(name) is not None
+
+
+def gpu_info(device: Any) -> tuple[str, tuple[int, int]]:
+    """(name, compute capability) of a CUDA device; a function so tests can stand in for a GPU."""
+    torch = _torch()
+    return torch.cuda.get_device_name(device), tuple(torch.cuda.get_device_capability(device))
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile would use on the CPU ($CXX, else g++, clang++, c++ or cl), or None."""
+    for name in ([os.environ["CXX"]] if os.environ.get("CXX") else []) + ["g++", "clang++", "c++", "cl"]:
+        if shutil.which(name):
+            return name
+    return None
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = _torch().__version__.split("+")[0].split(".")[:2]
+    return int(major), int(minor)
 
 
 @dataclass(frozen=True)
@@ -54,7 +81,10 @@ class LoadOptions:
     device: str  # "cpu", "cuda", "cuda:1", "mps"
     dtype: str  # "bf16" | "fp16" | "fp32"
     attention: str
-    quantization: str  # "none" | "8bit" | "4bit"
+    quantization: str  # "none" | "8bit" | "4bit" | "fp8"
+    speed: str = "standard"  # "compiled" | "standard" (after checking: never "auto")
+    #: Why a requested compiled decoding became standard (shown once on the node and in the console).
+    speed_note: str | None = field(default=None, compare=False)
 
     @property
     def torch_dtype(self):
@@ -62,7 +92,7 @@ class LoadOptions:
         return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[self.dtype]
 
     def describe(self) -> str:
-        return f"{self.dtype}/{self.attention}/{self.quantization}@{self.device}"
+        return f"{self.dtype}/{self.attention}/{self.quantization}/{self.speed}@{self.device}"
 
 
 def resolve_device(device: str | None) -> str:
@@ -95,8 +125,9 @@ def resolve_device(device: str | None) -> str:
 
 
 def resolve_options(device: str = "auto", dtype: str = "auto", attention: str = "sdpa",
-                    quantization: str = "none") -> LoadOptions:
-    """Check every option against this machine and fill in "auto"; raise OptionError on the first bad one."""
+                    quantization: str = "none", speed: str = "standard") -> LoadOptions:
+    """Check every option against this machine and fill in "auto"; raise OptionError on the first bad one.
+    A ``speed`` that cannot run here is not an error: it becomes standard, with ``speed_note`` saying why."""
     dev = resolve_device(device)
     dev_type = dev.split(":")[0]
     key = str(dtype).strip().lower()
@@ -123,9 +154,11 @@ def resolve_options(device: str = "auto", dtype: str = "auto", attention: str = 
             raise OptionError("attention='flash_attention_2' runs in bf16/fp16 only; set dtype bf16, fp16 or auto")
     qkey = str(quantization or "none").strip().lower()
     if qkey not in QUANTIZATIONS:
-        raise OptionError(f"quantization={quantization!r} is not supported; use none, 8bit or 4bit")
+        raise OptionError(f"quantization={quantization!r} is not supported; use none, 8bit, 4bit or fp8")
     q = QUANTIZATIONS[qkey]
-    if q != "none":
+    if q == "fp8":
+        dt = _check_fp8(dev, dev_type, dt)
+    elif q != "none":
         if dev_type != "cuda":
             raise OptionError(f"quantization={q!r} (bitsandbytes) needs a CUDA GPU, but the device is {dev}; "
                               "use quantization none")
@@ -134,13 +167,88 @@ def resolve_options(device: str = "auto", dtype: str = "auto", attention: str = 
                               "`pip install bitsandbytes` or use quantization none")
         if dt == "fp32":
             dt = "bf16" if bf16_supported(dev) else "fp16"  # compute dtype of the quantized layers
-    return LoadOptions(device=dev, dtype=dt, attention=att, quantization=q)
+    chosen, note = resolve_speed(speed, dev, att, q)
+    return LoadOptions(device=dev, dtype=dt, attention=att, quantization=q, speed=chosen, speed_note=note)
+
+
+def _check_fp8(dev: str, dev_type: str, dt: str) -> str:
+    """fp8 weights (torchao float8, fp8 matmuls): an NVIDIA GPU of compute capability >= 8.9 and torchao."""
+    cards = "compute capability 8.9 or newer: RTX 40xx/50xx, L4, L40, H100/H200"
+    if dev_type != "cuda":
+        raise OptionError(f"quantization='fp8' needs an NVIDIA GPU with fp8 support ({cards}), but the device is "
+                          f"{dev}; use quantization none")
+    name, cap = gpu_info(dev)
+    if getattr(_torch().version, "hip", None):
+        raise OptionError(f"quantization='fp8' is for NVIDIA GPUs here; {name} is an AMD GPU: use quantization "
+                          "4bit or 8bit (bitsandbytes) or none")
+    if tuple(cap) < (8, 9):
+        raise OptionError(f"quantization='fp8' needs a GPU with fp8 support ({cards}); {name} has compute "
+                          f"capability {cap[0]}.{cap[1]}: use quantization 4bit (bitsandbytes) or none")
+    if not module_available("torchao"):
+        raise OptionError("quantization='fp8' needs the torchao package, which is not installed: "
+                          "`pip install torchao` (with the torch you run), or use quantization none")
+    if dt == "fp16":
+        raise OptionError("quantization='fp8' computes in bf16 (fp8 row scales need it); set dtype auto or bf16")
+    return "bf16"
+
+
+def compile_blocker(dev: str, attention: str, quantization: str) -> str | None:
+    """Why compiled decoding cannot run with these options on this machine; None when it can."""
+    dev_type = dev.split(":")[0]
+    if dev_type == "mps":
+        return "torch.compile does not support Apple MPS well enough for it"
+    if dev_type not in ("cuda", "cpu"):
+        return f"it is not supported on {dev}"
+    if _torch_version() < MIN_TORCH_FOR_COMPILE:
+        return f"it needs torch >= {'.'.join(map(str, MIN_TORCH_FOR_COMPILE))} (this is torch {_torch().__version__})"
+    if attention == "flash_attention_2":
+        return "it runs with sdpa or eager attention, not flash_attention_2"
+    if quantization in ("8bit", "4bit"):
+        return "bitsandbytes layers are not compiled (fp8 weights are, on GPUs that have fp8)"
+    if dev_type == "cuda":
+        if not module_available("triton"):
+            return ("it needs Triton, which is not installed (usual on Windows: `pip install triton-windows`; "
+                    "Linux: `pip install triton`)")
+        name, cap = gpu_info(dev)
+        if tuple(cap) < (7, 0):
+            return f"Triton needs a GPU of compute capability 7.0 or newer; {name} has {cap[0]}.{cap[1]}"
+    elif cpp_compiler() is None:
+        return "compiling on the CPU needs a C++ compiler (g++ or clang++), and none was found"
+    return None
+
+
+def resolve_speed(speed: str, dev: str, attention: str = "sdpa", quantization: str = "none") -> tuple[str, str | None]:
+    """("compiled" | "standard", note). auto: compiled on a CUDA GPU where it can run, standard elsewhere
+    (the default off the GPU, no note). compiled: compiled wherever it can run, the CPU included (torch's
+    C++ backend); where it cannot, standard with a note naming the reason. OptionError for a bad value."""
+    key = str(speed or "auto").strip().lower()
+    if key not in SPEEDS:
+        raise OptionError(f"speed={speed!r} is not a choice; use {', '.join(SPEEDS)}")
+    if key == "standard":
+        return "standard", None
+    if key == "auto" and dev.split(":")[0] != "cuda":
+        return "standard", None
+    why = compile_blocker(dev, attention, quantization)
+    if why is None:
+        return "compiled", None
+    if key == "auto":
+        return "standard", f"compiled decoding is off: {why}; decoding at standard speed (speed standard hides this note)"
+    return "standard", (f"speed='compiled' cannot run here: {why}; decoding at standard speed instead "
+                        "(choose speed standard to hide this note)")
 
 
 def quantization_config(options: LoadOptions):
-    """The BitsAndBytesConfig for ``options`` (None without quantization); vision tower + lm_head unquantized."""
+    """The quantization config for ``options`` (None without quantization): BitsAndBytesConfig for 8bit/4bit,
+    TorchAoConfig with float8 weights and activations (row scales) for fp8; vision tower + lm_head stay 16-bit."""
     if options.quantization == "none":
         return None
+    if options.quantization == "fp8":
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow
+        from transformers import TorchAoConfig
+
+        # set_inductor_config=False: leave ComfyUI's process-wide compiler settings as they are
+        fp8 = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(), set_inductor_config=False)
+        return TorchAoConfig(fp8, modules_to_not_convert=list(UNQUANTIZED_MODULES))
     from transformers import BitsAndBytesConfig
 
     if options.quantization == "8bit":
@@ -189,3 +297,9 @@ class DevicePlacement:
     def close(self, model: Any) -> None:
         if str(self.device).startswith("cuda"):
             _torch().cuda.empty_cache()
+
+    def make_room(self, nbytes: int, device: Any) -> int | None:
+        """Free ``nbytes`` of working memory on ``device`` beyond the weights (the compiled decoder's
+        static cache) if the owner of other models can; return the free bytes it sees, or None to let
+        the caller measure. Here nothing else is managed: None."""
+        return None

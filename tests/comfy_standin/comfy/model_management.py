@@ -1,4 +1,8 @@
-"""Stand-in for comfy.model_management (0.3.64 signatures), CPU only."""
+"""Stand-in for comfy.model_management (0.3.64 signatures), CPU only.
+
+0.33 differs where the pack depends on it: InterruptProcessingException derives from BaseException and
+unload_model_and_clones(model, unload_additional_models=True, all_devices=False) exists. Tests switch
+those in with monkeypatch (tests/test_comfy_versions.py)."""
 import torch
 
 from standin_log import interrupted, record
@@ -38,8 +42,21 @@ def should_use_fp16(device=None, model_params=0, prioritize_performance=True, ma
     return False
 
 
+#: What get_free_memory reports (tests set it to stand in for a full or an empty GPU).
+FREE_MEMORY = {"bytes": 64 * 2**30}
+
+
+def extra_reserved_memory():
+    return 0
+
+
+def get_free_memory(dev=None, torch_free_too=False):
+    free = FREE_MEMORY["bytes"]
+    return (free, free) if torch_free_too else free
+
+
 def free_memory(memory_required, device, keep_loaded=[]):
-    record("free_memory", memory_required=memory_required)
+    record("free_memory", memory_required=memory_required, device=device, keep_loaded=list(keep_loaded))
 
 
 class LoadedModel:
@@ -64,6 +81,10 @@ def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimu
 
 def load_model_gpu(model):
     return load_models_gpu([model])
+
+
+def loaded_models(only_currently_used=False):
+    return [lm.model for lm in current_loaded_models]
 
 
 def soft_empty_cache(force=False):
