@@ -4,13 +4,15 @@
 #   tools/browser_test.sh guard [pytest args]   # CI guard, no ComfyUI: frontend packages from PyPI + fake backend
 #   tools/browser_test.sh old   [pytest args]   # real ComfyUI 0.3.64 (frontend 1.27.10) with the pack + tiny models
 #   tools/browser_test.sh new   [pytest args]   # real ComfyUI 0.33.0 (frontend 1.48.7)
+#   (old = 0.3.64, new = 0.33 as in tools/comfy_real_test.sh; or an absolute path of a ComfyUI checkout)
 #
 # Installs what it needs: Debian's chromium when /usr/bin/chromium is missing (apt-get, as root), the browser
 # venv .venv-browser (tests/browser/requirements.txt), and for `guard` the frontend packages of the recorded
 # ComfyUI versions (tests/browser/recorded/) into $RATIONALREWARDS_FRONTENDS (default
 # ~/.cache/rationalrewards-frontends). The pack's node definitions are generated with .venv's Python
 # (run `bash .ci/run` once first). `old`/`new` use the environments of ../shared/comfy (setup_comfyui.sh
-# --models --canned, setup_comfyui_new.sh) under $COMFY_ROOT (default ~/.cache/rationalrewards-comfy).
+# --models --canned, setup_comfyui_new.sh) under $COMFY_ROOT (default ~/.cache/rationalrewards-comfy);
+# RATIONALREWARDS_COMFY_PORT picks the server's port.
 # Screenshots and a report.json per run: out/browser/<guard-FRONTEND | comfyui-VERSION>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,21 +48,19 @@ for f in sorted(glob.glob("tests/browser/recorded/comfyui-*.json.gz")):
     RATIONALREWARDS_FRONTENDS=$FRONTENDS RATIONALREWARDS_PACK_PYTHON=$PWD/.venv/bin/python \
       "$BVENV/bin/python" -m pytest -q tests/browser/test_graph_compare.py tests/browser/test_drop_guard.py "$@"
     ;;
-  old|new)
-    if [ "$MODE" = old ]; then COMFY=$COMFY_ROOT/ComfyUI; CPY=$COMFY_ROOT/comfy-venv/bin/python
-    else COMFY=$COMFY_ROOT/ComfyUI-new; CPY=$COMFY_ROOT/comfy-new-venv/bin/python; fi
-    [ -f "$COMFY/main.py" ] && [ -x "$CPY" ] || { echo "no ComfyUI at $COMFY (or no $CPY): see ../shared/comfy/README.md" >&2; exit 1; }
-    CRITIC=${RATIONALREWARDS_TINY_CRITIC:-}
-    if [ -z "$CRITIC" ]; then
-      for c in "$COMFY/models/rationalrewards/tiny-critic-canned" "$COMFY_ROOT/tiny-critic-canned"; do
-        if [ -f "$c/config.json" ]; then CRITIC=$c; break; fi
-      done
-    fi
-    [ -n "$CRITIC" ] || { echo "no canned tiny critic (setup_comfyui.sh --canned)" >&2; exit 1; }
-    SD15=${RATIONALREWARDS_TINY_SD15:-$COMFY_ROOT/ComfyUI/models/checkpoints/tiny-sd15.safetensors}
-    RATIONALREWARDS_COMFYUI=$COMFY RATIONALREWARDS_COMFY_PYTHON=$CPY RATIONALREWARDS_TINY_CRITIC=$CRITIC \
-      RATIONALREWARDS_TINY_SD15=$SD15 RATIONALREWARDS_PACK_PYTHON=$PWD/.venv/bin/python \
-      "$BVENV/bin/python" -m pytest -q -s tests/browser/test_browser_real.py "$@"
+  old|0.3.64|new|0.33|0.33.0|/*)
+    # The real server as tests/test_comfyui_real.py starts it (its Python, database and tiny-model choices;
+    # the same names as tools/comfy_real_test.sh), with the canned tiny critic.
+    case "$MODE" in old|0.3.64) COMFY=$COMFY_ROOT/ComfyUI ;; new|0.33|0.33.0) COMFY=$COMFY_ROOT/ComfyUI-new ;; *) COMFY=$MODE ;; esac
+    [ -f "$COMFY/main.py" ] || { echo "no ComfyUI at $COMFY: see ../shared/comfy/README.md" >&2; exit 1; }
+    first_existing() { for p in "$@"; do [ -e "$p" ] && { echo "$p"; return; }; done; }
+    RATIONALREWARDS_TINY_CRITIC=${RATIONALREWARDS_TINY_CRITIC:-$(first_existing \
+      "$COMFY/models/rationalrewards/tiny-critic-canned" "$COMFY_ROOT/tiny-critic-canned")}
+    RATIONALREWARDS_TINY_SD15=${RATIONALREWARDS_TINY_SD15:-$(first_existing \
+      "$COMFY/models/checkpoints/tiny-sd15.safetensors" "$COMFY_ROOT/ComfyUI/models/checkpoints/tiny-sd15.safetensors")}
+    [ -n "$RATIONALREWARDS_TINY_CRITIC" ] || { echo "no canned tiny critic (setup_comfyui.sh --canned)" >&2; exit 1; }
+    export RATIONALREWARDS_COMFYUI=$COMFY RATIONALREWARDS_TINY_CRITIC RATIONALREWARDS_TINY_SD15
+    RATIONALREWARDS_PACK_PYTHON=$PWD/.venv/bin/python "$BVENV/bin/python" -m pytest -q -s -rxX tests/browser/test_browser_real.py "$@"
     ;;
-  *) echo "usage: tools/browser_test.sh guard|old|new [pytest args]" >&2; exit 2 ;;
+  *) echo "usage: tools/browser_test.sh guard|old|new|COMFYUI_DIR [pytest args]" >&2; exit 2 ;;
 esac
