@@ -17,16 +17,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
+
 pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (tools/browser_test.sh old|new)")
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from common import ROOT, SHOTS, drop_files, generated_pack_info, mark_known_defect, newest_widget_counts, report  # noqa: E402
+from browser_common import (ROOT, SHOTS, drop_files, generated_pack_info, mark_known_defect,  # noqa: E402
+                            newest_widget_counts, report)
 from fake_comfy import MIRRORED_COMBOS  # noqa: E402
 from harness import USER_SETTINGS, App, launch  # noqa: E402
 from pack_object_info import frontend_view  # noqa: E402

@@ -17,14 +17,18 @@ import gzip
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
+
 pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (tools/browser_test.sh guard)")
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from common import ROOT, SHOTS, drop_files, mark_known_defect, missing, newest_widget_counts, pack_python, report  # noqa: E402
+from browser_common import (ROOT, SHOTS, drop_files, mark_known_defect, missing,  # noqa: E402
+                            newest_widget_counts, pack_python, report)
 from harness import App, launch  # noqa: E402
 
 RECORDED = sorted((Path(__file__).parent / "recorded").glob("comfyui-*.json.gz"))

@@ -6,13 +6,16 @@ import gzip
 import json
 import os
 import socket
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from fake_comfy import Backend, grey_png, serve
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
+
+from fake_comfy import Backend, grey_png, serve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = {f.name.split("-")[1].removesuffix(".json.gz"): f

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from graph_compare import compare_graphs
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
+
+from graph_compare import compare_graphs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = sorted((ROOT / "workflows").glob("*.json"))
