@@ -317,8 +317,6 @@ def test_blueprint_inner_graph_is_valid(path, defs):
             assert lk[0] in port["linkIds"] and by_id[lk[1]]["outputs"][lk[2]]["type"] == port["type"]
     assert [i["name"] for i in outer["inputs"]] == [i["name"] for i in sub["inputs"]]
     assert [o["type"] for o in outer["outputs"]] == [o["type"] for o in sub["outputs"]]
-    for node_id, widget in outer["properties"]["proxyWidgets"]:
-        if node_id == "-1":
-            assert any(i["name"] == widget and "widget" in i for i in outer["inputs"])
-        else:
-            assert any(s.get("widget", {}).get("name") == widget for s in by_id[int(node_id)]["inputs"])
+    # frontend 1.48 rewrites proxyWidgets into subgraph inputs on load: every widget shown outside is an input
+    assert "proxyWidgets" not in outer["properties"]
+    assert len(outer["widgets_values"]) == sum("widget" in i for i in outer["inputs"])

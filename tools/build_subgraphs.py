@@ -31,13 +31,14 @@ def critique_and_refine_once(g: Graph, frontend_version: str) -> dict:
         CATEGORY,
         inputs=[Port("image", [(critic, "image"), (card, "image")]),
                 Port("prompt", [(critic, "prompt"), (refiner, "prompt")]),
-                Port("model", [(loader, "model")], label="critic model")],
+                Port("model", [(loader, "model")], label="critic model"),
+                Port("rule", [(refiner, "rule")]),
+                Port("threshold", [(refiner, "threshold")])],
         outputs=[Port("prompt", [(refiner, "prompt")], label="refined prompt"),
                  Port("changed", [(refiner, "changed")]),
                  Port("overall", [(critic, "overall")]),
                  Port("score_card", [(card, "score_card")], label="score card"),
                  Port("critique", [(critic, "critique")])],
-        proxy=[(refiner, "rule"), (refiner, "threshold")],
         frontend_version=frontend_version)
 
 
@@ -58,12 +59,12 @@ def best_of_n(g: Graph, frontend_version: str) -> dict:
         inputs=[Port("images", [(critic, "image"), (best, "images")]),
                 Port("prompt", [(critic, "prompt")]),
                 Port("latent", [(best, "latent")], label="latent (optional)"),
-                Port("model", [(loader, "model")], label="critic model")],
+                Port("model", [(loader, "model")], label="critic model"),
+                Port("k", [(best, "k")])],
         outputs=[Port("images", [(best, "images")], label="best images"),
                  Port("scores", [(best, "scores")]),
                  Port("latent", [(best, "latent")]),
                  Port("critique", [(best, "critique")])],
-        proxy=[(best, "k")],
         frontend_version=frontend_version)
 
 

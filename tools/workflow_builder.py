@@ -224,12 +224,13 @@ class Port:
 
 
 def blueprint(g: Graph, blueprint_id: str, name: str, description: str, category: str, inputs: list[Port],
-              outputs: list[Port], proxy: list[tuple[Node, str]], frontend_version: str) -> dict:
+              outputs: list[Port], frontend_version: str) -> dict:
     """A subgraph blueprint (what ComfyUI 0.3.67+ serves from ``custom_nodes/<pack>/subgraphs/*.json``): one
     outer node of type ``blueprint_id`` whose definition holds ``g``'s nodes. ``inputs`` become the subgraph's
-    inputs (a widget input promoted this way shows as a widget on the outer node), ``outputs`` its outputs,
-    and ``proxy`` lists inner widgets shown on the outer node as they are. Written in the shape the frontend
-    saves (definitions.subgraphs, links as objects, the input node -10 and the output node -20)."""
+    inputs (a widget input promoted this way shows as a widget on the outer node), ``outputs`` its outputs.
+    Written in the shape frontend 1.48 saves (definitions.subgraphs, links as objects, the input node -10 and
+    the output node -20, every widget shown on the outer node a real subgraph input: 1.48 rewrites the older
+    ``proxyWidgets`` form on load)."""
     import uuid
 
     g._layout()
@@ -254,7 +255,8 @@ def blueprint(g: Graph, blueprint_id: str, name: str, description: str, category
         entry = {"id": str(uuid.uuid5(uuid.UUID(blueprint_id), "in:" + port.name)), "name": port.name,
                  "type": slot["type"], "linkIds": ids} | ({"label": port.label} if port.label else {})
         sub_inputs.append(entry)
-        outer = {"name": port.name, "type": slot["type"], "link": None} | ({"label": port.label} if port.label else {})
+        outer = {"name": port.name, "type": slot["type"], "link": None} | ({"label": port.label} if port.label else {}) \
+            | ({"shape": 7} if slot.get("shape") == 7 else {})
         if "widget" in slot:
             outer["widget"] = {"name": port.name}
             widget_values.append(_widget_value(first_node, first_inp, g))
@@ -280,8 +282,6 @@ def blueprint(g: Graph, blueprint_id: str, name: str, description: str, category
         e["pos"] = [min(xs) - 200, min(ys) + 20 * k]
     for k, e in enumerate(sub_outputs):
         e["pos"] = [right + 140, min(ys) + 20 * k]
-    proxy_widgets = [["-1", p.name] for p, o in zip(inputs, outer_inputs) if "widget" in o]
-    proxy_widgets += [[str(node.id), widget] for node, widget in proxy]
     definition = {
         "id": blueprint_id, "version": 1,
         "state": {"lastGroupId": len(inner["groups"]), "lastNodeId": len(g.nodes), "lastLinkId": next_link - 1,
@@ -296,8 +296,7 @@ def blueprint(g: Graph, blueprint_id: str, name: str, description: str, category
     outer_id = len(g.nodes) + 1
     outer_node = {"id": outer_id, "type": blueprint_id, "pos": [0, 0], "size": [400, 60 + 24 * len(inputs)],
                   "flags": {}, "order": 0, "mode": 0, "inputs": outer_inputs, "outputs": outer_outputs,
-                  "title": name, "properties": {"proxyWidgets": proxy_widgets, "cnr_id": "rationalrewards",
-                                                "ver": _pack_version()},
+                  "title": name, "properties": {"cnr_id": "rationalrewards", "ver": _pack_version()},
                   "widgets_values": widget_values}
     return {"revision": 0, "last_node_id": outer_id, "last_link_id": 0, "nodes": [outer_node], "links": [],
             "version": 0.4, "definitions": {"subgraphs": [definition]}, "extra": {}}

@@ -24,15 +24,7 @@ def drop_files() -> list[Path]:
 #: Defects the browser tests have found and someone is fixing: {(frontend version, "folder/stem"): what happens}.
 #: Each runs as a strict xfail: it must still fail (it shows in the report as XFAIL), and once the file is
 #: fixed it passes, the strict xfail fails the run, and the entry must go.
-KNOWN_DEFECTS = {
-    ("1.48.7", "subgraphs/critique_and_refine_once"):
-        "1.48.7 migrates the blueprint on load: proxyWidgets ['3','rule'], ['3','threshold'] become subgraph "
-        "inputs with new links 14/15 and two more widget values; the ['-1', ...] entries are quarantined "
-        "(properties.proxyWidgetErrorQuarantine, reason missingSourceNode)",
-    ("1.48.7", "subgraphs/best_of_n"):
-        "1.48.7 migrates the blueprint on load: proxyWidget ['3','k'] becomes a subgraph input (new link 12, "
-        "one more widget value); the ['-1', ...] entries are quarantined (missingSourceNode)",
-}
+KNOWN_DEFECTS: dict[tuple[str, str], str] = {}
 
 
 def mark_known_defect(request, frontend_version: str, path: Path) -> None:
