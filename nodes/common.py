@@ -91,26 +91,36 @@ FACE_NAMES = {"text_faithfulness": "text faithfulness", "image_faithfulness": "s
 
 
 def face_summary(results: "list[Critique | Comparison] | tuple") -> str:
-    """What the node shows when it finishes, readable at the node's default size (about three lines):
-    the overall score and verdict first, then the aspect scores; one block per image of a batch."""
-    blocks = []
-    many = len(results) > 1
-    for i, c in enumerate(results):
-        head = f"image {i + 1}: " if many else ""
-        if isinstance(c, Comparison):
-            first_line = f"{head}winner {c.winner or 'unknown'} (overall A {_pct(c.overall_a)}, B {_pct(c.overall_b)})"
-            aspects = " · ".join(f"{FACE_NAMES[n]} {_na(a.not_applicable, a.score_a)}/{_na(a.not_applicable, a.score_b)}"
-                                 for n, a in c.aspects.items())
-        else:
-            verdict = "" if c.needs_refinement is None else (" · needs refinement" if c.needs_refinement else " · good")
-            first_line = f"{head}overall {_pct(c.overall)}{verdict}"
-            aspects = " · ".join(f"{FACE_NAMES[n]} {_na(a.not_applicable, a.score)}" for n, a in c.aspects.items())
-        lines = [first_line, aspects]
+    """What the node shows when it finishes, readable at the node's default size (about three lines): the
+    overall score and verdict first, then the aspect scores. A batch gets one line per image under a line
+    naming the aspects, so four images still fit."""
+    if len(results) == 1:
+        c = results[0]
+        lines = [_headline(c), " · ".join(f"{FACE_NAMES[n]} {s}" for n, s in _aspect_scores(c))]
         if c.problems:
             codes = dict.fromkeys(p.split(":", 1)[0] for p in c.problems)  # each kind once, in order
             lines.append(f"{len(c.problems)} problem(s): " + ", ".join(codes))
-        blocks.append("\n".join(lines))
-    return "\n".join(blocks)
+        return "\n".join(lines)
+    names = [FACE_NAMES[n] for n, _ in _aspect_scores(results[0])]
+    lines = ["scores: " + " / ".join(names)]
+    for i, c in enumerate(results):
+        extra = f" · {len(c.problems)} problem(s)" if c.problems else ""
+        lines.append(f"image {i + 1}: {_headline(c)} · " + " / ".join(s for _, s in _aspect_scores(c)) + extra)
+    return "\n".join(lines)
+
+
+def _headline(c: "Critique | Comparison") -> str:
+    if isinstance(c, Comparison):
+        return f"winner {c.winner or 'unknown'} (overall A {_pct(c.overall_a)}, B {_pct(c.overall_b)})"
+    verdict = "" if c.needs_refinement is None else (" · needs refinement" if c.needs_refinement else " · good")
+    return f"overall {_pct(c.overall)}{verdict}"
+
+
+def _aspect_scores(c: "Critique | Comparison") -> list[tuple[str, str]]:
+    if isinstance(c, Comparison):
+        return [(n, f"{_na(a.not_applicable, a.score_a)}/{_na(a.not_applicable, a.score_b)}")
+                for n, a in c.aspects.items()]
+    return [(n, _na(a.not_applicable, a.score)) for n, a in c.aspects.items()]
 
 
 def _na(not_applicable: bool, v: float | None) -> str:

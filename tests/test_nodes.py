@@ -89,9 +89,14 @@ def test_node_face_shows_the_scores_last(comfy, standin_log):
     standin_log.calls.clear()
     run_node(CriticNode, critic=[ScriptedCritic(["no scores at all"] * 2)], image=[img(2)], prompt=["cat"], seed=[1],
              max_new_tokens=[256], temperature=[0.0])
-    face = _last_node_text(standin_log)
-    assert face.startswith("image 1: overall ?") and "\nimage 2: overall ?" in face
-    assert "problem(s): missing_section, missing_refined_request" in face  # each kind named once
+    lines = _last_node_text(standin_log).splitlines()
+    assert lines[0] == "scores: text faithfulness / quality / text rendering"  # one line per image below
+    assert lines[1].startswith("image 1: overall ? · ? / ? / ?") and lines[1].endswith(" problem(s)")
+    assert lines[2].startswith("image 2: overall ? · ") and len(lines) == 3
+    standin_log.calls.clear()
+    run_node(CriticNode, critic=[ScriptedCritic(["no scores at all"])], image=[img(1)], prompt=["cat"], seed=[1],
+             max_new_tokens=[256], temperature=[0.0])
+    assert "problem(s): missing_section, missing_refined_request" in _last_node_text(standin_log)  # named once
     standin_log.calls.clear()
     run_node(CompareNode, critic=ScriptedCritic(), image_a=img(1), image_b=img(1), prompt="cat", seed=1,
              max_new_tokens=256, temperature=0.0)
