@@ -273,7 +273,7 @@ def test_blueprints_are_what_the_builder_writes(defs):
     from build_workflows import FRONTEND_VERSION
 
     built = build_subgraphs.build(defs, FRONTEND_VERSION)
-    assert sorted(p.stem for p in BLUEPRINTS) == sorted(built) == ["best_of_n", "critique_and_refine_once"]
+    assert sorted(p.stem for p in BLUEPRINTS) == sorted(built) == ["Best of N", "Critique and refine once"]
     for stem, bp in built.items():
         assert load(ROOT / "subgraphs" / f"{stem}.json") == bp, f"re-run tools/build_workflows.py ({stem})"
 

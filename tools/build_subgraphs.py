@@ -25,7 +25,7 @@ def critique_and_refine_once(g: Graph, frontend_version: str) -> dict:
     g.place(1, 0, "Critique", [critic])
     g.place(2, 0, "Refine and show", [refiner, card])
     return blueprint(
-        g, "5b0f1c1e-7d1a-4c55-9d0e-2f6a3b8e9a01", "Critique and refine once (RationalRewards)",
+        g, "5b0f1c1e-7d1a-4c55-9d0e-2f6a3b8e9a01", "Critique and refine once",
         "Critiques the picture against its prompt with RationalRewards and returns the prompt to use next (the "
         "paper's refine rule), the scores and a score card: one step of the paper's test-time loop.",
         CATEGORY,
@@ -52,7 +52,7 @@ def best_of_n(g: Graph, frontend_version: str) -> dict:
     g.place(1, 0, "Score each picture", [critic])
     g.place(2, 0, "Keep the best", [best])
     return blueprint(
-        g, "8c3d2e4f-1a5b-4f6c-8d7e-9a0b1c2d3e02", "Best of N (RationalRewards)",
+        g, "8c3d2e4f-1a5b-4f6c-8d7e-9a0b1c2d3e02", "Best of N",
         "Scores every picture of a batch on its own with RationalRewards and keeps the best k, best first, with "
         "the matching LATENT rows when a latent is connected.",
         CATEGORY,
@@ -68,7 +68,9 @@ def best_of_n(g: Graph, frontend_version: str) -> dict:
         frontend_version=frontend_version)
 
 
-BLUEPRINTS = {"critique_and_refine_once": critique_and_refine_once, "best_of_n": best_of_n}
+#: {file stem: builder}. The frontend names a blueprint after its file (node search, the node's title), so the
+#: stems are the names users see; the search shows the category (RationalRewards) beside them.
+BLUEPRINTS = {"Critique and refine once": critique_and_refine_once, "Best of N": best_of_n}
 
 
 def build(defs: dict, frontend_version: str) -> dict[str, dict]:

@@ -72,11 +72,15 @@ def scene(good: bool = True, size: int = 240, sky: str = "dawn", sign: str | Non
 
 # ------------------------------------------------------------------------------------------ drawing kit
 def _canvas(title: str, subtitle: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """The card's frame. The Templates dialog lays its "Node graph" badge over the picture's top-left corner,
+    so the top band carries nothing but the accent, the subtitle sits under the badge and the title at the
+    bottom (the dialog prints the file name under the card too)."""
     img = Image.new("RGB", (SIZE, SIZE), BG)
     d = ImageDraw.Draw(img)
     d.rectangle([0, 0, SIZE, 6], fill=ACCENT)
-    d.text((22, 20), title, fill=INK, font=get_font(36))
-    d.text((22, 64), subtitle, fill=MUTED, font=get_font(23))
+    d.text((22, 72), subtitle, fill=MUTED, font=get_font(23))
+    d.rectangle([0, SIZE - 58, SIZE, SIZE], fill=(40, 43, 52))
+    d.text((22, SIZE - 50), title, fill=INK, font=get_font(34))
     return img, d
 
 
@@ -111,10 +115,6 @@ def _framed(img: Image.Image, pic: Image.Image, xy: tuple[int, int], colour=None
                                        xy[1] + pic.height + width - 1], outline=colour, width=width)
 
 
-def _footer(d: ImageDraw.ImageDraw, text: str) -> None:
-    d.text((22, SIZE - 50), text, fill=MUTED, font=get_font(23))
-
-
 # ------------------------------------------------------------------------------------------ thumbnails
 def critique_image(path: Path) -> None:
     img, d = _canvas("Critique a picture", "1-4 score per aspect, with reasons")
@@ -125,15 +125,14 @@ def critique_image(path: Path) -> None:
     _bar(d, x, 240, 224, "Text", 1.5)
     d.text((x, 292), "overall", fill=MUTED, font=get_font(22))
     _badge(d, (x + 96, 286), 0.44)
-    d.rounded_rectangle([22, 352, SIZE - 22, 452], radius=10, fill=(40, 43, 52))
-    d.text((36, 362), "Refined prompt:", fill=MUTED, font=get_font(20))
-    d.text((36, 390), "...a wooden sign that clearly", fill=INK, font=get_font(22))
-    d.text((36, 418), "reads \"WINTER\", sharp focus", fill=INK, font=get_font(22))
-    _footer(d, "Load Image -> Critic -> Score Card")
+    d.rounded_rectangle([22, 344, SIZE - 22, 438], radius=10, fill=(40, 43, 52))
+    d.text((36, 352), "Refined prompt:", fill=MUTED, font=get_font(20))
+    d.text((36, 378), "...a wooden sign that clearly", fill=INK, font=get_font(22))
+    d.text((36, 404), "reads \"WINTER\", sharp focus", fill=INK, font=get_font(22))
     img.save(path, "JPEG", quality=88)
 
 
-def _before_after(title: str, subtitle: str, footer: str, path: Path, before: Image.Image, after: Image.Image,
+def _before_after(title: str, subtitle: str, path: Path, before: Image.Image, after: Image.Image,
                   scores: tuple[float, float]) -> None:
     img, d = _canvas(title, subtitle)
     _framed(img, before, (22, 130))
@@ -141,16 +140,15 @@ def _before_after(title: str, subtitle: str, footer: str, path: Path, before: Im
     _arrow(d, 22 + before.width + 8, SIZE - 22 - after.width - 10, 130 + before.height // 2)
     _badge(d, (22, 130 + before.height + 16), scores[0])
     _badge(d, (SIZE - 22 - after.width, 130 + after.height + 16), scores[1])
-    _footer(d, footer)
     img.save(path, "JPEG", quality=88)
 
 
 def t2i_one_refine_step(path: Path) -> None:
-    _before_after("Critique, refine once", "same seed, the critic's prompt", "generate -> critique -> refine "
-                  "-> regenerate", path, scene(False, 200), scene(True, 200), (0.44, 0.89))
+    _before_after("Critique, refine once", "same seed, the critic's prompt", path, scene(False, 200),
+                  scene(True, 200), (0.44, 0.89))
 
 
-def _tries(title: str, subtitle: str, footer: str, path: Path, pics: list[Image.Image], scores: list[float],
+def _tries(title: str, subtitle: str, path: Path, pics: list[Image.Image], scores: list[float],
            stop: str) -> None:
     img, d = _canvas(title, subtitle)
     w = pics[0].width
@@ -161,12 +159,11 @@ def _tries(title: str, subtitle: str, footer: str, path: Path, pics: list[Image.
         _badge(d, (x, 140 + w + 14), sc, 24)
         d.text((x, 120 - 6), f"try {i + 1}", fill=MUTED, font=get_font(20))
     d.text((22, 350), stop, fill=INK, font=get_font(24))
-    _footer(d, footer)
     img.save(path, "JPEG", quality=88)
 
 
 def simple_loop_early_stop(path: Path) -> None:
-    _tries("Refinement Loop", "one node, any checkpoint", "stops early, keeps the best", path,
+    _tries("Refinement Loop", "stops early, keeps the best try", path,
            [scene(False, 140), scene(False, 140, sign="WINTR"), scene(True, 140)], [0.44, 0.67, 0.92],
            "all aspects >= 3: stop, best = try 3")
 
@@ -182,7 +179,6 @@ def simple_loop_remote(path: Path) -> None:
     for k in range(3):
         d.rounded_rectangle([168, 374 + k * 20, 200, 386 + k * 20], radius=3, fill=(90, 200, 120))
     d.text((214, 384), "vLLM server", fill=INK, font=get_font(24))
-    _footer(d, "your GPU stays free for the checkpoint")
     img.save(path, "JPEG", quality=88)
 
 
@@ -203,7 +199,6 @@ def graph_loop_flux_t2i(path: Path) -> None:
     _arrow(d, 200, SIZE - 200, 301)
     _badge(d, (40, 388), 0.44, 24)
     _badge(d, (SIZE - 190, 388), 0.89, 24)
-    _footer(d, "Loop Start -> your graph -> Loop End")
     img.save(path, "JPEG", quality=88)
 
 
@@ -219,22 +214,20 @@ def graph_loop_qwen_image_edit(path: Path) -> None:
         if sc is not None:
             _badge(d, (x, 294), sc, 24)
     d.text((22, 360), "Edit critic: source kept, sky changed", fill=INK, font=get_font(22))
-    _footer(d, "Qwen-Image-Edit + RationalRewards-8B-Edit")
     img.save(path, "JPEG", quality=88)
 
 
 def best_of_n(path: Path) -> None:
-    img, d = _canvas("Best of N", "a batch of 4, each scored on its own")
-    pics = [scene(False, 150), scene(True, 150, sign="WINTR"), scene(True, 150), scene(False, 150, sign="WlNTER")]
+    img, d = _canvas("Best of N", "4 pictures, each scored on its own")
+    pics = [scene(False, 140), scene(True, 140, sign="WINTR"), scene(True, 140), scene(False, 140, sign="WlNTER")]
     scores = [0.44, 0.72, 0.92, 0.58]
     for i, (p, sc) in enumerate(zip(pics, scores)):
-        x, y = 40 + (i % 2) * 180, 104 + (i // 2) * 196
+        x, y = 40 + (i % 2) * 170, 112 + (i // 2) * 164
         _framed(img, p, (x, y), GREEN if sc == max(scores) else None)
-        _badge(d, (x + 6, y + 150 - 44), sc, 22)
-    d.text((404, 180), "keep", fill=INK, font=get_font(26))
-    d.text((404, 214), "the", fill=INK, font=get_font(26))
-    d.text((404, 248), "best", fill=GREEN, font=get_font(26))
-    _footer(d, "with its latent, for a hires pass")
+        _badge(d, (x + 6, y + 140 - 44), sc, 22)
+    d.text((386, 200), "keep", fill=INK, font=get_font(28))
+    d.text((386, 236), "the", fill=INK, font=get_font(28))
+    d.text((386, 272), "best", fill=GREEN, font=get_font(28))
     img.save(path, "JPEG", quality=88)
 
 
@@ -247,7 +240,6 @@ def pairwise_ab(path: Path) -> None:
     for k, (label, a, b) in enumerate((("Prompt", 2.5, 3.5), ("Quality", 3.0, 3.5))):
         y = 388 + k * 30
         d.text((22, y), f"{label}: A {a:.1f}  B {b:.1f}", fill=MUTED, font=get_font(20))
-    _footer(d, "the critic judges both, names the winner")
     img.save(path, "JPEG", quality=88)
 
 

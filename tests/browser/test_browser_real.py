@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -194,3 +195,115 @@ def test_runs_from_the_run_button(app, server, stem):
             if not text.strip() or want.strip()[:200] not in text:
                 problems.append(f"Preview Any {n['id']} ({n['title']}) shows {text[:300]!r}, the server sent {want[:300]!r}")
     assert not problems, f"{stem} (screenshot {shot}):\n" + "\n".join(problems)
+
+
+# ------------------------------------------------------------------ the Templates list and the blueprints
+def _pack_templates(server) -> tuple[str, list[str]]:
+    """(module, names) of this pack in the server's template list."""
+    listed = _http(server.url + "/workflow_templates")
+    ours = [(m, names) for m, names in listed.items() if "critique_image" in names]
+    assert len(ours) == 1, listed
+    return ours[0]
+
+
+def test_templates_list_each_workflow_once_with_its_thumbnail(app, server):
+    """Workflow -> Browse Templates: every workflow of workflows/ once (ComfyUI reads every example folder a
+    pack has), each card with the picture beside the file."""
+    module, names = _pack_templates(server)
+    assert sorted(names) == sorted(p.stem for p in (ROOT / "workflows").glob("*.json")), names
+    for name in names:
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{module}/{name}.jpg", timeout=30) as r:
+            assert r.status == 200 and r.headers.get_content_type() == "image/jpeg", name
+    calls = len(app.api_calls)
+    app.page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    app.page.wait_for_timeout(1500)
+    pack_tab = app.page.get_by_text(module, exact=True)
+    if pack_tab.count():
+        pack_tab.first.click()
+    app.page.wait_for_timeout(2000)
+    shot = app.screenshot("templates-dialog")
+    # the frontend fetches each card's picture (1.48 shows it as a blob: URL, so watch the requests)
+    fetched = {urllib.parse.unquote(path).rsplit("/", 1)[-1] for method, path, status in app.api_calls[calls:]
+               if status == 200 and urllib.parse.unquote(path).startswith(f"/workflow_templates/{module}/")}
+    shown = app.page.evaluate("() => [...document.querySelectorAll('.p-dialog img, [role=dialog] img')]"
+                              ".filter(i => i.complete && i.naturalWidth > 0).length")
+    app.page.keyboard.press("Escape")
+    assert fetched >= {f"{n}.jpg" for n in names}, (shot, sorted(fetched))
+    assert shown >= len(names), (shot, shown)
+
+
+BLUEPRINT_RUNS = {  # blueprint: (its IMAGE input, the output to preview)
+    "Critique and refine once": ("image", "score_card"),
+    "Best of N": ("images", "images"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLUEPRINT_RUNS))
+def test_blueprint_runs_from_the_node_search(app, server, name):
+    """ComfyUI 0.3.67+ lists the pack's subgraphs/ as blueprints: find one in the node search as a user does
+    (double-click the canvas, type its name, Enter), feed it a picture, run it, see its output."""
+    if not _has_blueprints(server):
+        pytest.skip(f"ComfyUI {server.version} serves no subgraph blueprints (0.3.67+); the folder is ignored")
+    app.new_blank_workflow()
+    box = app.page.locator("#graph-canvas").bounding_box()
+    x, y = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4
+    typing = "() => document.activeElement && document.activeElement.tagName === 'INPUT'"
+    for attempt in range(3):  # a double-click on the empty canvas opens the node search with its input focused
+        app.page.keyboard.press("Escape")
+        app.page.mouse.dblclick(x, y)
+        try:
+            app.page.wait_for_function(typing, timeout=3000)
+            break
+        except Exception:  # noqa: BLE001 (Playwright's TimeoutError): the canvas only took focus; again
+            if attempt == 2:  # the same search box, by its command
+                app.page.evaluate("() => window.app.extensionManager.command.execute('Workspace.SearchBox.Toggle')")
+                app.page.wait_for_function(typing, timeout=5000)
+    app.page.keyboard.type(name, delay=15)
+    app.page.wait_for_timeout(1500)
+    app.screenshot(f"blueprint-{name}-search")
+    app.page.keyboard.press("Enter")
+    app.page.wait_for_timeout(800)
+    app.page.mouse.click(x, y)  # newer frontends let the new node follow the cursor until a click places it
+    app.page.wait_for_timeout(700)
+    image_in, shown = BLUEPRINT_RUNS[name]
+    made = app.page.evaluate("""([imageIn, shown, model]) => {
+      const g = window.app.rootGraph || window.app.graph;
+      if (g.nodes.length !== 1) return {error: 'nodes after the search: ' + g.nodes.map(n => n.type)};
+      const bp = g.nodes[0];
+      const load = LiteGraph.createNode('LoadImage'); load.pos = [bp.pos[0] - 420, bp.pos[1]]; g.add(load);
+      window.app.canvas.deselectAll?.();
+      load.widgets.find(w => w.name === 'image').value = 'example.png';
+      const prev = LiteGraph.createNode('PreviewImage'); prev.pos = [bp.pos[0] + bp.size[0] + 80, bp.pos[1]];
+      g.add(prev);
+      load.connect(0, bp, bp.inputs.findIndex(i => i.name === imageIn));
+      bp.connect(bp.outputs.findIndex(o => o.name === shown), prev, 0);
+      for (const w of bp.widgets) {
+        if (w.name === 'model') w.value = model;
+        if (w.name === 'prompt') w.value = 'a red square';
+      }
+      window.app.canvas.setDirty(true, true);
+      return {title: bp.title, type: bp.type, widgets: bp.widgets.map(w => [w.name, w.value]), preview: prev.id};
+    }""", [image_in, shown, server.critic_name])
+    assert "error" not in made, made
+    assert made["title"] == name, made
+    app.collect_seen()  # the node search was a dialog of its own; the run starts here
+    mark = len(app.events)
+    answer = app.click_run()
+    assert answer["status"] == 200, f"the server refused the queued prompt: {json.dumps(answer['body'])[:4000]}"
+    sent = answer["sent"]["prompt"]
+    assert {n["class_type"] for n in sent.values()} >= {"RationalRewardsModelLoader", "RationalRewardsCritic"}
+    entry = _wait(server, answer["body"]["prompt_id"])
+    assert entry.get("status", {}).get("status_str") == "success", json.dumps(entry.get("status"), indent=1)[:6000]
+    app.fit_view()
+    assert app.wait_previews([made["preview"]]), "the blueprint's output picture is not shown"
+    shot = app.screenshot(f"blueprint-{name}-run")
+    problems = [str(e) for e in app.since(mark) if e.kind in ("pageerror", "alert", "toast", "dialog")]
+    assert not problems, f"{name} (screenshot {shot}):\n" + "\n".join(problems)
+
+
+def _has_blueprints(server) -> bool:
+    try:
+        listed = _http(server.url + "/global_subgraphs")
+    except AssertionError:  # 404 on a ComfyUI without blueprints
+        return False
+    return any(v.get("source") == "custom_node" for v in listed.values())
