@@ -55,7 +55,7 @@ class ModelLoader(io.ComfyNode):
                                  "diffusion model needs the memory). Off: unload after every critique."),
                 io.Int.Input("batch_size", default=4, min=1, max=32,
                              tooltip="Images critiqued together in one GPU pass. Larger is faster but needs more VRAM."),
-                io.Combo.Input("speed", options=["auto", "compiled", "standard"], default="auto",
+                io.Combo.Input("speed", options=["auto", "compiled", "standard"], default="auto", optional=True,
                                tooltip="How the critic decodes. compiled: a static KV cache and a compiled decode "
                                "step (CUDA graphs), faster per token; each new batch/length shape compiles once per "
                                "session (shown on the node, roughly a minute), and a batch that does not fit VRAM is "

@@ -294,6 +294,7 @@ def test_model_loader_speed_and_fp8_inputs(comfy, standin_log, tiny_critic_dir):
     from rationalrewards.nodes.loader import ModelLoader
     inputs = {i.id: i for i in ModelLoader.GET_SCHEMA().inputs}
     assert inputs["speed"].options == ["auto", "compiled", "standard"] and inputs["speed"].default == "auto"
+    assert inputs["speed"].optional  # API prompts written before it still validate
     assert "fp8" in inputs["quantization"].options and "slowest" in inputs["quantization"].tooltip
     folder_paths.add_model_folder_path("rationalrewards", str(tiny_critic_dir.parent))
     common = dict(model=tiny_critic_dir.name, dtype="fp32", attention="sdpa", device="cpu", keep_resident=False,
