@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import torch
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..models.images import to_rgb
 from ..report.pngmeta import save_png_with_critique

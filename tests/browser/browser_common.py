@@ -1,6 +1,7 @@
 """What the two browser tests share: which files to drop, where screenshots go, skipping or failing."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -77,3 +78,20 @@ def report(results, path: Path) -> None:
     path.write_text(json.dumps({r.name: {"problems": r.problems, "events": [str(e) for e in r.events],
                                          "screenshot": str(r.screenshot.relative_to(ROOT)) if r.screenshot else None}
                                 for r in results}, indent=1))
+
+
+@contextlib.contextmanager
+def opened_app(browser, url: str, shots: Path):
+    """An App (harness.py) on the frontend at ``url``, loaded, its start-up dialogs closed; on leaving,
+    what each drop found is written to report.json beside the screenshots."""
+    from harness import App
+
+    app = App(browser, url, shots)
+    app.newer_widgets = newest_widget_counts()
+    app.results = []
+    try:
+        app.open()
+        app.close_dialogs()
+        yield app
+    finally:
+        report(app.results, app.shots / "report.json")

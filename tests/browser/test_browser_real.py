@@ -31,9 +31,9 @@ pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from browser_common import (ROOT, SHOTS, drop_files, generated_pack_info, mark_known_defect,  # noqa: E402
-                            newest_widget_counts, report)
+                            opened_app)
 from fake_comfy import MIRRORED_COMBOS  # noqa: E402
-from harness import USER_SETTINGS, App, launch  # noqa: E402
+from harness import USER_SETTINGS, launch  # noqa: E402
 from pack_object_info import frontend_view  # noqa: E402
 from test_comfyui_real import SHRINK, TINY_WORKFLOWS, Server, _http  # noqa: E402
 
@@ -64,16 +64,11 @@ def server(tmp_path_factory):
 def app(server):
     with sync_playwright() as p:
         browser = launch(p)
-        a = App(browser, server.url, SHOTS / f"comfyui-{server.version}")
-        a.newer_widgets = newest_widget_counts()
-        a.frontend_version = server.frontend_version
-        a.results = []
         try:
-            a.open()
-            a.close_dialogs()
-            yield a
+            with opened_app(browser, server.url, SHOTS / f"comfyui-{server.version}") as a:
+                a.frontend_version = server.frontend_version
+                yield a
         finally:
-            report(a.results, a.shots / "report.json")
             browser.close()
 
 

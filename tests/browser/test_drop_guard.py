@@ -28,8 +28,8 @@ pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from browser_common import (ROOT, SHOTS, drop_files, mark_known_defect, missing,  # noqa: E402
-                            newest_widget_counts, pack_python, report)
-from harness import App, launch  # noqa: E402
+                            opened_app, pack_python)
+from harness import launch  # noqa: E402
 
 RECORDED = sorted((Path(__file__).parent / "recorded").glob("comfyui-*.json.gz"))
 FRONTENDS = os.environ.get("RATIONALREWARDS_FRONTENDS")  # folder with <version>/comfyui_frontend_package/static
@@ -73,17 +73,12 @@ def app(request, browser):
     if not line.startswith("READY "):
         proc.kill()
         raise AssertionError(f"fake backend did not start: {line}{proc.stderr.read()[-3000:]}")
-    a = App(browser, line.split()[1], SHOTS / f"guard-{version}")
-    a.newer_widgets = newest_widget_counts()
-    a.version = version
-    a.results = []
     try:
-        a.open()
-        a.close_dialogs()
-        yield a
+        with opened_app(browser, line.split()[1], SHOTS / f"guard-{version}") as a:
+            a.version = version
+            yield a
+            a.context.close()
     finally:
-        report(a.results, a.shots / "report.json")
-        a.context.close()
         proc.kill()
         proc.wait()
 
