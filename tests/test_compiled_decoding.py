@@ -245,16 +245,42 @@ def test_one_critique_that_does_not_fit_decodes_standard_with_a_note(pair, monke
     assert any("does not fit" in n and "standard speed" in n for n in notes)
 
 
+def test_prefill_cache_is_released_layer_by_layer_while_copied(pair, monkeypatch):
+    """The prefill's cache and the static cache never sit in memory whole side by side: when a layer is
+    copied, every earlier prefill layer is already freed (the peak is one layer above the larger cache)."""
+    import gc
+    import weakref
+
+    fast, std = pair
+    real = compiled_mod.take_prefill_kv
+    alive_at_copy = []
+
+    def watched(out):
+        refs = []
+        for k, v in real(out):
+            gc.collect()
+            alive_at_copy.append(sum(r() is not None for r in refs))
+            refs += [weakref.ref(k), weakref.ref(v)]
+            yield k, v
+            del k, v
+
+    monkeypatch.setattr(compiled_mod, "take_prefill_kv", watched)
+    images = pics(64, 96, seed=5)
+    assert raws(fast.critique(images, ["p", "q"], settings=GREEDY)) == raws(std.critique(images, ["p", "q"],
+                                                                                         settings=GREEDY))
+    assert len(alive_at_copy) == len(fast.decoder.layers) and set(alive_at_copy) == {0}
+
+
 def test_out_of_memory_inside_splits_instead_of_crashing(pair, monkeypatch):
     fast, std = pair
     real = fast.decoder._cache
     state = {"left": 1}
 
-    def cache_once_oom(rows, length, device):
+    def cache_once_oom(*args):
         if state["left"]:
             state["left"] -= 1
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(rows, length, device)
+        return real(*args)
 
     monkeypatch.setattr(fast.decoder, "_cache", cache_once_oom)
     images = pics(64, 64, seed=4)

@@ -35,7 +35,7 @@ import time
 import types
 from typing import Any, Callable
 
-from .compiled_step import TokenChooser, cache_keyword, decode_step, prefill_kv, unsupported_settings
+from .compiled_step import TokenChooser, cache_keyword, decode_step, take_prefill_kv, unsupported_settings
 
 log = logging.getLogger("rationalrewards")
 
@@ -140,12 +140,14 @@ class CompiledDecoder:
         return 2 * len(self.layers) * rows * self.kv_heads * length * self.head_dim * self.dtype.itemsize
 
     def need_bytes(self, n: int, prompt_len: int, max_new: int) -> int:
-        """Estimated peak for a batch of ``n`` rows: the static cache, plus the prefill (its own cache and
-        activations) and the logits of a step."""
+        """Estimated peak for a batch of ``n`` rows: the larger of the prefill (its own cache and activations)
+        and the static cache (the prefill's cache is released layer by layer while it is copied, so at most
+        one of its layers sits beside the static cache), plus the logits of a step and a margin."""
         length = length_bucket(prompt_len + max_new) or 0
-        prefill_per_token = self.kv_bytes(1, 1) + (4 * self.hidden + 3 * self.intermediate) * self.dtype.itemsize
-        return (self.kv_bytes(batch_bucket(n), length) + n * prompt_len * prefill_per_token
-                + 4 * batch_bucket(n) * self.vocab * 4 + MEMORY_MARGIN)
+        itemsize = self.dtype.itemsize
+        prefill = n * prompt_len * (self.kv_bytes(1, 1) + (4 * self.hidden + 3 * self.intermediate) * itemsize)
+        static = self.kv_bytes(batch_bucket(n), length) + self.kv_bytes(n, prompt_len) // len(self.layers)
+        return max(prefill, static) + 4 * batch_bucket(n) * self.vocab * 4 + MEMORY_MARGIN
 
     def _free(self, device: Any, need: int) -> int | None:
         if self.make_room is not None:
@@ -215,29 +217,37 @@ class CompiledDecoder:
         length = length_bucket(prompt_len + max_new)
         rows = batch_bucket(n)
         try:
-            keys, values, prompt_mask = self._cache(rows, length, device)
-            for i, (k, v) in enumerate(prefill_kv(out)):
-                keep = inputs["attention_mask"].bool()[:, None, :, None]
-                keys[i][:n, :, :prompt_len].copy_(torch.where(keep, k, torch.zeros((), dtype=k.dtype, device=device)))
-                values[i][:n, :, :prompt_len].copy_(torch.where(keep, v, torch.zeros((), dtype=v.dtype, device=device)))
+            keys, values, prompt_mask = self._cache(rows, length, device, take_prefill_kv(out), inputs["attention_mask"])
             del out
-            prompt_mask.zero_()
-            prompt_mask[:n, :prompt_len] = inputs["attention_mask"].bool()
             return self._decode(seqs, unfinished, next_pos, keys, values, prompt_mask, rows, length, gc, inputs,
                                 eos_ids, pad_id, watch, status)
         except torch.OutOfMemoryError as e:
             raise DoesNotFit(f"out of memory while decoding ({e})") from None
 
-    def _cache(self, rows: int, length: int, device: Any):
+    def _cache(self, rows: int, length: int, device: Any, prefill: Any, attention_mask: Any):
+        """The static cache (keys, values per layer, and the prompt slots each row may attend to), filled
+        from the prefill's cache one layer at a time: ``prefill`` releases each layer once it is copied,
+        so the two caches never sit in memory whole side by side."""
         import torch
 
+        n, prompt_len = attention_mask.shape
+        keep = attention_mask.bool()[:, None, :, None]
         shape = (rows, self.kv_heads, length, self.head_dim)
-        keys = [torch.zeros(shape, dtype=self.dtype, device=device) for _ in self.layers]
-        values = [torch.zeros(shape, dtype=self.dtype, device=device) for _ in self.layers]
+        keys, values = [], []
+        for k, v in prefill:
+            for src, out in ((k, keys), (v, values)):
+                t = torch.zeros(shape, dtype=self.dtype, device=device)
+                t[:n, :, :prompt_len].copy_(torch.where(keep, src, torch.zeros((), dtype=src.dtype, device=device)))
+                out.append(t)
+            del k, v, src
+        if len(keys) != len(self.layers):
+            raise RuntimeError(f"the prefill returned {len(keys)} cache layers for {len(self.layers)} decoder layers")
         if torch.device(device).type == "cuda":
             for t in keys + values:  # fixed addresses for CUDA graphs; a new cache re-records, never recompiles
                 torch._dynamo.mark_static_address(t)
-        return keys, values, torch.zeros(rows, length, dtype=torch.bool, device=device)
+        prompt_mask = torch.zeros(rows, length, dtype=torch.bool, device=device)
+        prompt_mask[:n, :prompt_len] = attention_mask.bool()
+        return keys, values, prompt_mask
 
     def _decode(self, seqs, unfinished, next_pos, keys, values, prompt_mask, rows, length, gc, inputs, eos_ids,
                 pad_id, watch, status):

@@ -93,15 +93,21 @@ def cache_keyword(layer: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def prefill_kv(output: Any) -> list[tuple[Any, Any]]:
-    """(keys, values) per layer from generate's returned cache (``cache`` in 5.x, ``past_key_values`` in 4.x)."""
+def take_prefill_kv(output: Any):
+    """Yield (keys, values) per layer from generate's returned cache (``cache`` in 5.x, ``past_key_values``
+    in 4.x), dropping the cache's own reference to each layer once the caller has moved on, so a layer's
+    memory is freed as soon as it is copied."""
     cache = getattr(output, "cache", None)
     if cache is None:
         cache = getattr(output, "past_key_values", None)
     layers = getattr(cache, "layers", None)
     if not layers:
         raise RuntimeError(f"generate returned no per-layer cache ({type(cache).__name__})")
-    return [(layer.keys, layer.values) for layer in layers]
+    for layer in layers:
+        kv = (layer.keys, layer.values)
+        layer.keys = layer.values = None
+        yield kv
+        del kv
 
 
 class TokenChooser:
