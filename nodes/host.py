@@ -161,7 +161,18 @@ class ComfyPlacement(DevicePlacement):
             holder = _Holder(model)
             self.patcher = ModelPatcher(holder, load_device=self.load_device, offload_device=self.offload_device,
                                         size=mm.module_size(holder))
+            try:  # ComfyUI unloading the critic (for a diffusion model, /free, keep_resident off) frees what
+                from comfy.patcher_extension import CallbacksMP  # lives beside its weights (the decoder's cache)
+
+                self.patcher.add_callback(CallbacksMP.ON_DETACH, self._detached)
+            except (ImportError, AttributeError):  # a ComfyUI before patcher callbacks: freed at close instead
+                pass
         return self.patcher
+
+    def _detached(self, patcher, unpatch_all=True) -> None:
+        """ComfyUI's ON_DETACH callback: the critic's weights left the GPU."""
+        if self.on_unload is not None:
+            self.on_unload()
 
     def prepare(self, model):
         import comfy.model_management as mm

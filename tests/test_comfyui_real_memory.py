@@ -69,6 +69,33 @@ def test_critic_comes_back_after_comfy_unloads_it(server, object_info):
         assert "2.5" in texts[0], texts[0]
 
 
+def test_compiled_critic_frees_its_cache_when_comfy_unloads_it(server, object_info):
+    """speed compiled (torch.compile on the server's CPU): the first critique compiles the decode step once
+    (announced in the console); the static cache stays with the loaded critic; ComfyUI's unload_all_models
+    (POST /free) frees it through the ModelPatcher's ON_DETACH callback; the next critique gives the same
+    answer without compiling again."""
+    unload_models(server)
+    compiled, freed = "decoder compiled for batch", "compiled decoder's cache is freed too"
+    counts, texts = [], []
+    for seed in (201, 201):
+        prompt, wf, critic_id = _critique_prompt(server, object_info, seed)
+        for n in prompt.values():
+            if n["class_type"] == "RationalRewardsModelLoader":
+                n["inputs"]["speed"] = "compiled"
+        entry = server.run(prompt, wf)
+        assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[:4000]
+        texts.append(entry["outputs"][critic_id]["text"][0])
+        counts.append((server.log_text().count(compiled), server.log_text().count(freed)))
+        unload_models(server)
+        counts.append((server.log_text().count(compiled), server.log_text().count(freed)))
+    print("(compiled, cache freed) log lines after critique, /free, critique, /free:", counts)
+    assert "speed='compiled' cannot run here" not in server.log_text()
+    assert counts[0][0] >= 1 and counts[0][1] == 0  # compiled; the cache is kept with the critic ...
+    assert counts[1][1] == 1  # ... until ComfyUI unloads the critic
+    assert counts[2][0] == counts[0][0] and counts[3][1] == 2  # no new compile; freed again on the next /free
+    assert texts[0] == texts[1] and texts[0]
+
+
 def test_cancel_mid_loop_ends_the_run_as_interrupted(server, object_info):
     """POST /interrupt while the Simple Loop is in its second iteration: the run ends as ComfyUI's
     'execution_interrupted' on the loop node (no execution_error), and the next critique runs."""

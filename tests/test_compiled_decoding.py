@@ -222,6 +222,83 @@ def test_comfyui_evicts_and_reloads_the_critic(comfy, standin_log, tiny_critic_d
         c.close()
 
 
+def cache_ptrs_per_batch(critic, monkeypatch) -> list[int]:
+    """The address of the static cache each batch decodes with (first layer's keys)."""
+    seen = []
+    real = critic.decoder._decode
+
+    def watched(seqs, unfinished, next_pos, keys, *rest):
+        seen.append(keys[0].data_ptr())
+        return real(seqs, unfinished, next_pos, keys, *rest)
+
+    monkeypatch.setattr(critic.decoder, "_decode", watched)
+    return seen
+
+
+def test_static_cache_is_kept_at_the_same_addresses_while_its_shape_stays(pair, monkeypatch):
+    """CUDA graphs read the cache at fixed addresses: batches and calls of one shape reuse the same cache
+    (cleared, same answers); another shape replaces it, so at most one is kept."""
+    fast, std = pair
+    fast.decoder.drop_cache()
+    ptrs = cache_ptrs_per_batch(fast, monkeypatch)
+    fast.batch_size = 2
+    images, prompts = pics(64, 96, 64, 80, seed=6), ["a", "b", "c", "d"]
+    assert raws(fast.critique(images, prompts, settings=GREEDY)) == raws(std.critique(images, prompts, settings=GREEDY))
+    assert fast.decoder.kept_cache() == (2, 2048, "cpu")
+    assert raws(fast.critique(images[:1], "other", settings=GREEDY)) == raws(std.critique(images[:1], "other",
+                                                                                          settings=GREEDY))
+    assert len(ptrs) == 3 and ptrs[0] == ptrs[1] != ptrs[2]  # two batches of 2 on one cache; batch 1: a new one
+    assert fast.decoder.kept_cache() == (1, 2048, "cpu")
+    fast.cache.clear()
+    assert raws(fast.critique(images[:1], "other", settings=GREEDY)) == raws(std.critique(images[:1], "other",
+                                                                                          settings=GREEDY))
+    assert ptrs[3] == ptrs[2]  # the next call, same shape: the same cache
+
+
+def test_a_cache_too_big_to_keep_is_freed_when_the_call_ends(pair, monkeypatch):
+    fast, std = pair
+    monkeypatch.setattr(compiled_mod, "KEEP_CACHE_MAX", 0)
+    ptrs = cache_ptrs_per_batch(fast, monkeypatch)
+    fast.batch_size = 1
+    images = pics(64, 64, seed=7)
+    assert raws(fast.critique(images, ["a", "b"], settings=GREEDY)) == raws(std.critique(images, ["a", "b"],
+                                                                                         settings=GREEDY))
+    assert len(ptrs) == 2 and ptrs[0] == ptrs[1]  # kept between the batches of one call ...
+    assert fast.decoder.kept_cache() is None  # ... and freed when it ends
+
+
+def test_comfyui_unloading_the_critic_frees_its_cache(comfy, standin_log, tiny_critic_dir, tiny_critic, caplog):
+    """ComfyUI unloads the critic (free_memory for a diffusion model, /free, keep_resident off): the ON_DETACH
+    callback frees the decoder's cache with the weights; the next critique is the same and compiles nothing."""
+    from rationalrewards.nodes import host
+
+    import comfy.model_management as mm
+
+    placement = host.ComfyPlacement(keep_resident=True)
+    c = LocalCritic.from_pretrained(tiny_critic_dir, memory=placement, speed="compiled", cache_size=0)
+    try:
+        first = raws(c.critique(pics(64), "a cat", settings=GREEDY))
+        assert c.decoder.kept_cache() == (1, 2048, "cpu")
+        graphs = graphs_compiled()
+        with caplog.at_level(logging.INFO, logger="rationalrewards"):
+            mm.unload_all_models()  # model_unload -> ModelPatcher.detach -> ON_DETACH
+        assert ("detach", {}) in standin_log.calls and c.decoder.kept_cache() is None
+        assert "compiled decoder's cache is freed too" in caplog.text
+        assert raws(c.critique(pics(64), "a cat", settings=GREEDY)) == first
+        assert graphs_compiled() == graphs and c.decoder.kept_cache() == (1, 2048, "cpu")
+    finally:
+        c.close()
+    assert c.decoder is None and placement.on_unload is None
+
+    placement = host.ComfyPlacement(keep_resident=False)  # unloaded after every call: the cache goes too
+    c = LocalCritic.from_pretrained(tiny_critic_dir, memory=placement, speed="compiled", cache_size=0)
+    try:
+        assert raws(c.critique(pics(64), "a cat", settings=GREEDY)) == first
+        assert c.decoder.kept_cache() is None
+    finally:
+        c.close()
+
+
 # -- memory ---------------------------------------------------------------------------------------------
 def test_a_batch_that_does_not_fit_is_split(pair, monkeypatch):
     fast, std = pair

@@ -17,8 +17,14 @@ How a batch is decoded:
 
 Memory: before a batch, the cache and the prefill are sized against the free VRAM (after asking the
 placement, i.e. ComfyUI, to make room); a batch that does not fit raises ``DoesNotFit`` and the caller
-splits it; an out-of-memory error inside becomes ``DoesNotFit`` too. The cache is freed after every
-call, so it never sits in VRAM while a diffusion model samples.
+splits it; an out-of-memory error inside becomes ``DoesNotFit`` too.
+
+The static cache is kept between batches and calls while its shape stays the same (at most one cache,
+at most ``KEEP_CACHE_MAX`` bytes kept past a call): CUDA graphs read the cache at fixed addresses, and a
+new cache at new addresses makes them record the step again, which some torch versions count towards a
+limit after which they silently stop using CUDA graphs. It is freed when a different shape is needed,
+when ComfyUI unloads the critic (the placement's ``on_unload``: ComfyUI's ON_DETACH callback), and when
+the critic is closed, so it never outlives the weights on the GPU.
 
 Why not transformers' ``cache_implementation="static"``: it recompiles on every new batch size and
 cache length, and its cache / generate internals differ between transformers 4.57 and 5.x (see
@@ -49,6 +55,9 @@ MEMORY_MARGIN = 512 * 2 ** 20
 FIRST_COMPILE_GUESS_S = {"cuda": 60.0, "cpu": 30.0}
 #: Seconds between progress updates while a shape compiles.
 TICK_S = 0.5
+#: The largest static cache kept past a call (batch 1-2 of an 8B critique: 0.6-1.1 GiB); a larger one is
+#: freed when the call ends, so a big batch's cache never sits beside a diffusion model.
+KEEP_CACHE_MAX = 2 * 2 ** 30
 
 Status = Callable[[str, "float | None"], None]
 
@@ -91,6 +100,16 @@ def torch_device_type(decoder: "CompiledDecoder") -> str:
     return decoder.lm.embed_tokens.weight.device.type
 
 
+def device_key(device: Any) -> str:
+    """``device`` as a comparable name: "cuda" and "cuda:0" are the same GPU when 0 is the current one."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
+    return str(dev)
+
+
 def graphs_compiled() -> int:
     """Dynamo's counter of graphs compiled in this process (a recompile adds one)."""
     from torch._dynamo.utils import counters
@@ -127,6 +146,8 @@ class CompiledDecoder:
         self.shapes: dict[tuple[int, int], float] = {}
         self.recompiles = 0
         self.broken: str | None = None
+        #: the kept static cache: ((rows, length, device), keys, values, prompt_mask), or None
+        self._kv: tuple | None = None
         self._arch = (mode, str(self.dtype), len(self.layers), self.kv_heads, self.head_dim, self.hidden,
                       self.vocab, self.additive_mask, self.cache_kw, type(model).__name__)
 
@@ -139,15 +160,34 @@ class CompiledDecoder:
         """Bytes of a static cache for ``rows`` x ``length`` tokens (keys + values, every layer)."""
         return 2 * len(self.layers) * rows * self.kv_heads * length * self.head_dim * self.dtype.itemsize
 
-    def need_bytes(self, n: int, prompt_len: int, max_new: int) -> int:
-        """Estimated peak for a batch of ``n`` rows: the larger of the prefill (its own cache and activations)
-        and the static cache (the prefill's cache is released layer by layer while it is copied, so at most
-        one of its layers sits beside the static cache), plus the logits of a step and a margin."""
+    def need_bytes(self, n: int, prompt_len: int, max_new: int, have_cache: bool = False) -> int:
+        """Estimated peak for a batch of ``n`` rows beyond the weights: the larger of the prefill (its own
+        cache and activations) and the static cache (the prefill's cache is released layer by layer while it
+        is copied, so at most one of its layers sits beside the static cache), plus the logits of a step and
+        a margin. ``have_cache``: the static cache is already allocated (kept from an earlier batch), so
+        the prefill comes on top of it."""
         length = length_bucket(prompt_len + max_new) or 0
         itemsize = self.dtype.itemsize
         prefill = n * prompt_len * (self.kv_bytes(1, 1) + (4 * self.hidden + 3 * self.intermediate) * itemsize)
         static = self.kv_bytes(batch_bucket(n), length) + self.kv_bytes(n, prompt_len) // len(self.layers)
-        return max(prefill, static) + 4 * batch_bucket(n) * self.vocab * 4 + MEMORY_MARGIN
+        peak = prefill if have_cache else max(prefill, static)
+        return peak + 4 * batch_bucket(n) * self.vocab * 4 + MEMORY_MARGIN
+
+    def kept_cache(self) -> tuple[int, int, str] | None:
+        """(rows, length, device) of the static cache kept for the next batch, or None."""
+        return self._kv[0] if self._kv is not None else None
+
+    def drop_cache(self) -> None:
+        """Free the kept static cache (ComfyUI unloads the critic, a new shape is needed, the critic closes)."""
+        self._kv = None
+
+    def end_call(self) -> None:
+        """A critique call is over: keep the static cache for the next one only if it is small
+        (``KEEP_CACHE_MAX``); the weights' own unload frees it in any case (``drop_cache``)."""
+        if self._kv is not None:
+            rows, length, _dev = self._kv[0]
+            if self.kv_bytes(rows, length) > KEEP_CACHE_MAX:
+                self.drop_cache()
 
     def _free(self, device: Any, need: int) -> int | None:
         if self.make_room is not None:
@@ -170,7 +210,10 @@ class CompiledDecoder:
             raise DoesNotFit(f"{n} rows: more than {BATCH_BUCKETS[-1]} per compiled batch")
         if length_bucket(prompt_len + max_new) is None:
             raise DoesNotFit(f"{prompt_len} prompt + {max_new} new tokens exceed the longest cache bucket")
-        need = self.need_bytes(n, prompt_len, max_new)
+        want = (batch_bucket(n), length_bucket(prompt_len + max_new), device_key(device))
+        if self.kept_cache() not in (None, want):
+            self.drop_cache()  # a different shape: its memory is the first to go
+        need = self.need_bytes(n, prompt_len, max_new, have_cache=self.kept_cache() == want)
         free = self._free(device, need)
         if free is not None and need > free:
             raise DoesNotFit(f"needs about {need / 2**30:.1f} GiB for {n} row(s), {free / 2**30:.1f} GiB free")
@@ -204,6 +247,7 @@ class CompiledDecoder:
             out = self.model.generate(**inputs, generation_config=first_gc,
                                       stopping_criteria=StoppingCriteriaList([watch]), **extra)
         except torch.OutOfMemoryError as e:
+            self.drop_cache()
             raise DoesNotFit(f"out of memory in the prefill ({e})") from None
         finally:
             hook.remove()
@@ -222,30 +266,45 @@ class CompiledDecoder:
             return self._decode(seqs, unfinished, next_pos, keys, values, prompt_mask, rows, length, gc, inputs,
                                 eos_ids, pad_id, watch, status)
         except torch.OutOfMemoryError as e:
+            self.drop_cache()
             raise DoesNotFit(f"out of memory while decoding ({e})") from None
 
     def _cache(self, rows: int, length: int, device: Any, prefill: Any, attention_mask: Any):
         """The static cache (keys, values per layer, and the prompt slots each row may attend to), filled
         from the prefill's cache one layer at a time: ``prefill`` releases each layer once it is copied,
-        so the two caches never sit in memory whole side by side."""
+        so the two caches never sit in memory whole side by side. A kept cache of this shape is reused
+        (cleared, at the same addresses); otherwise a new one is made and kept."""
         import torch
 
         n, prompt_len = attention_mask.shape
         keep = attention_mask.bool()[:, None, :, None]
+        key = (rows, length, device_key(device))
+        reuse = self._kv is not None and self._kv[0] == key
+        if not reuse:
+            self.drop_cache()
         shape = (rows, self.kv_heads, length, self.head_dim)
         keys, values = [], []
-        for k, v in prefill:
-            for src, out in ((k, keys), (v, values)):
-                t = torch.zeros(shape, dtype=self.dtype, device=device)
+        for k, v in prefill:  # (not enumerate: its result tuple would keep the previous layer alive)
+            for src, out, kept in ((k, keys, 1), (v, values, 2)):
+                if reuse:
+                    t = self._kv[kept][len(out)]
+                    t.zero_()
+                else:
+                    t = torch.zeros(shape, dtype=self.dtype, device=device)
                 t[:n, :, :prompt_len].copy_(torch.where(keep, src, torch.zeros((), dtype=src.dtype, device=device)))
                 out.append(t)
             del k, v, src
         if len(keys) != len(self.layers):
             raise RuntimeError(f"the prefill returned {len(keys)} cache layers for {len(self.layers)} decoder layers")
-        if torch.device(device).type == "cuda":
-            for t in keys + values:  # fixed addresses for CUDA graphs; a new cache re-records, never recompiles
-                torch._dynamo.mark_static_address(t)
-        prompt_mask = torch.zeros(rows, length, dtype=torch.bool, device=device)
+        if reuse:
+            prompt_mask = self._kv[3]
+            prompt_mask.zero_()
+        else:
+            if torch.device(device).type == "cuda":
+                for t in keys + values:  # fixed addresses for CUDA graphs (guard=False: a new cache re-records,
+                    torch._dynamo.mark_static_address(t, guard=False)  # never recompiles)
+            prompt_mask = torch.zeros(rows, length, dtype=torch.bool, device=device)
+            self._kv = (key, keys, values, prompt_mask)
         prompt_mask[:n, :prompt_len] = attention_mask.bool()
         return keys, values, prompt_mask
 

@@ -27,6 +27,7 @@ import copy
 import logging
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,6 +57,17 @@ def _model_class():
         raise OptionError(f"transformers {transformers.__version__} cannot run Qwen3-VL (RationalRewards); "
                           "it needs transformers >= 4.57: `pip install -U 'transformers>=4.57'`") from e
     return cls
+
+
+def _cache_dropper(decoder_ref: "weakref.ref[CompiledDecoder]"):
+    """The placement's ``on_unload`` for a compiled critic: free the decoder's static cache when the weights
+    are unloaded (a weak reference: ComfyUI's patcher, which keeps this callback, must not keep the critic)."""
+    def drop() -> None:
+        decoder = decoder_ref()
+        if decoder is not None and decoder.kept_cache() is not None:
+            decoder.drop_cache()
+            log.info("RationalRewards: the critic was unloaded; its compiled decoder's cache is freed too")
+    return drop
 
 
 def _generate_takes_model_defaults(model: Any) -> bool:
@@ -104,6 +116,7 @@ class LocalCritic(CriticBackend):
         if options.speed == "compiled":
             cuda = str(options.device).startswith("cuda")
             self.decoder = CompiledDecoder(model, mode="reduce-overhead" if cuda else None, make_room=memory.make_room)
+            memory.on_unload = _cache_dropper(weakref.ref(self.decoder))  # the cache goes with the weights
         self._notes_shown: set[str] = set()
         self._pending_notes = [options.speed_note] if options.speed_note else []
         for note in self._pending_notes:
@@ -200,11 +213,16 @@ class LocalCritic(CriticBackend):
             self._resident -= 1
             if self._resident == 0 and self.model is not None:
                 self.memory.release(self.model)
+                if self.decoder is not None:
+                    self.decoder.end_call()
 
     def close(self) -> None:
         """Hand the model back to the placement and drop it; the critic cannot be used afterwards."""
         if self.model is None:
             return
+        if self.decoder is not None:
+            self.decoder.drop_cache()
+        self.memory.on_unload = None
         self.memory.close(self.model)
         self.model = self.decoder = None
         self.cache.clear()
@@ -230,6 +248,8 @@ class LocalCritic(CriticBackend):
         finally:
             if not self._resident:
                 self.memory.release(self.model)
+                if self.decoder is not None:
+                    self.decoder.end_call()
         return out
 
     def encode(self, chats: Sequence[list[dict[str, Any]]], device: Any = "cpu") -> Any:

@@ -270,6 +270,9 @@ class DevicePlacement:
       freed later, when another model needs the memory);
     * ``close(model)`` when the critic is closed: forget the model for good.
 
+    The placement calls ``on_unload()`` (when set) whenever it takes the weights off the compute device,
+    so the compiled decoder frees its static cache with them.
+
     ``initial_device`` is where ``from_pretrained`` puts the weights (quantized models always load on
     the compute device, since bitsandbytes weights cannot be moved); ``device`` is the compute device
     (it decides dtype "auto" and the option checks).
@@ -280,6 +283,10 @@ class DevicePlacement:
     ``comfy.model_management.load_models_gpu([patcher], force_full_load=True)`` in every ``prepare``,
     so ComfyUI can free the critic for a diffusion model and bring it back. ``models/`` never imports comfy.
     """
+
+    #: Called (no arguments) when the placement unloads the model from its compute device, so what lives
+    #: beside the weights (the compiled decoder's static cache) goes too. Set by ``LocalCritic``.
+    on_unload: Any = None
 
     def __init__(self, device: str = "cpu"):
         self.device = device

@@ -92,7 +92,10 @@ def soft_empty_cache(force=False):
 
 
 def unload_all_models():
+    """As ComfyUI's (free_memory(1e30, ...)): every loaded model is unloaded (model_unload -> detach)."""
     record("unload_all_models")
+    for loaded in list(current_loaded_models):
+        loaded.model_unload()
     current_loaded_models.clear()
 
 

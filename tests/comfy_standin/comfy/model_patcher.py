@@ -1,4 +1,5 @@
-"""Stand-in for comfy.model_patcher.ModelPatcher: the constructor and the attributes the pack reads."""
+"""Stand-in for comfy.model_patcher.ModelPatcher: the constructor, the attributes the pack reads, and the
+callbacks (add_callback / get_all_callbacks; detach runs the ON_DETACH ones after moving the model, as ComfyUI does)."""
 from standin_log import record
 
 
@@ -9,7 +10,17 @@ class ModelPatcher:
         self.offload_device = offload_device
         self.size = size
         self.weight_inplace_update = weight_inplace_update
+        self.callbacks = {}
         record("ModelPatcher", size=size)
+
+    def add_callback(self, call_type, callback):
+        self.add_callback_with_key(call_type, None, callback)
+
+    def add_callback_with_key(self, call_type, key, callback):
+        self.callbacks.setdefault(call_type, {}).setdefault(key, []).append(callback)
+
+    def get_all_callbacks(self, call_type):
+        return [c for cs in self.callbacks.get(call_type, {}).values() for c in cs]
 
     def model_size(self):
         return self.size
@@ -18,5 +29,10 @@ class ModelPatcher:
         return self.size
 
     def detach(self, unpatch_all=True):
+        from comfy.patcher_extension import CallbacksMP
+
         record("detach")
         self.model.to(self.offload_device)
+        for callback in self.get_all_callbacks(CallbacksMP.ON_DETACH):
+            callback(self, unpatch_all)
+        return self.model
