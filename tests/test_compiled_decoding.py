@@ -235,36 +235,57 @@ def cache_ptrs_per_batch(critic, monkeypatch) -> list[int]:
     return seen
 
 
-def test_static_cache_is_kept_at_the_same_addresses_while_its_shape_stays(pair, monkeypatch):
-    """CUDA graphs read the cache at fixed addresses: batches and calls of one shape reuse the same cache
-    (cleared, same answers); another shape replaces it, so at most one is kept."""
+def test_static_caches_are_kept_at_the_same_addresses_per_shape(pair, monkeypatch):
+    """CUDA graphs read the cache at fixed addresses: batches and calls of one shape reuse one cache (cleared:
+    the same answers), so a call of 3 images at batch size 2 (shapes 2 and 1) keeps one cache per shape."""
     fast, std = pair
     fast.decoder.drop_cache()
     ptrs = cache_ptrs_per_batch(fast, monkeypatch)
     fast.batch_size = 2
-    images, prompts = pics(64, 96, 64, 80, seed=6), ["a", "b", "c", "d"]
+    images, prompts = pics(64, 96, 64, 80, 72, seed=6), ["a", "b", "c", "d", "e"]
     assert raws(fast.critique(images, prompts, settings=GREEDY)) == raws(std.critique(images, prompts, settings=GREEDY))
-    assert fast.decoder.kept_cache() == (2, 2048, "cpu")
-    assert raws(fast.critique(images[:1], "other", settings=GREEDY)) == raws(std.critique(images[:1], "other",
-                                                                                          settings=GREEDY))
-    assert len(ptrs) == 3 and ptrs[0] == ptrs[1] != ptrs[2]  # two batches of 2 on one cache; batch 1: a new one
-    assert fast.decoder.kept_cache() == (1, 2048, "cpu")
+    assert fast.decoder.kept_caches() == [(2, 2048, "cpu"), (1, 2048, "cpu")]
+    assert len(ptrs) == 3 and ptrs[0] == ptrs[1] != ptrs[2]
     fast.cache.clear()
-    assert raws(fast.critique(images[:1], "other", settings=GREEDY)) == raws(std.critique(images[:1], "other",
-                                                                                          settings=GREEDY))
-    assert ptrs[3] == ptrs[2]  # the next call, same shape: the same cache
+    assert raws(fast.critique(images[::-1], prompts, settings=GREEDY)) == raws(std.critique(images[::-1], prompts,
+                                                                                            settings=GREEDY))
+    assert ptrs[3:] == ptrs[:3]  # the next call: the same caches at the same addresses
+    assert fast.decoder.kept_caches() == [(2, 2048, "cpu"), (1, 2048, "cpu")]
 
 
-def test_a_cache_too_big_to_keep_is_freed_when_the_call_ends(pair, monkeypatch):
+def test_kept_caches_are_bounded_and_make_way_for_a_batch(pair, monkeypatch):
+    """Past a call only the smallest caches up to KEEP_CACHE_MAX stay; when memory is short for a batch, the
+    caches of other shapes are freed before the batch is split."""
     fast, std = pair
-    monkeypatch.setattr(compiled_mod, "KEEP_CACHE_MAX", 0)
+    fast.decoder.drop_cache()
+    one = fast.decoder.kv_bytes(1, 2048)
+    monkeypatch.setattr(compiled_mod, "KEEP_CACHE_MAX", one)
     ptrs = cache_ptrs_per_batch(fast, monkeypatch)
+    fast.batch_size = 2
+    images = pics(64, 64, 64, seed=7)
+    assert raws(fast.critique(images, ["a", "b", "c"], settings=GREEDY)) == raws(std.critique(images, ["a", "b", "c"],
+                                                                                              settings=GREEDY))
+    assert fast.decoder.kept_caches() == [(1, 2048, "cpu")]  # the batch-2 cache went when the call ended
+    monkeypatch.setattr(compiled_mod, "KEEP_CACHE_MAX", 0)
+    fast.decoder.end_call()
+    assert fast.decoder.kept_caches() == []
+
     fast.batch_size = 1
-    images = pics(64, 64, seed=7)
-    assert raws(fast.critique(images, ["a", "b"], settings=GREEDY)) == raws(std.critique(images, ["a", "b"],
-                                                                                         settings=GREEDY))
-    assert len(ptrs) == 2 and ptrs[0] == ptrs[1]  # kept between the batches of one call ...
-    assert fast.decoder.kept_cache() is None  # ... and freed when it ends
+    fast.critique(images[:1], "another prompt", settings=GREEDY)
+    assert fast.decoder.kept_caches() == []  # KEEP_CACHE_MAX 0: nothing outlives a call
+
+    monkeypatch.setattr(compiled_mod, "KEEP_CACHE_MAX", 2 ** 40)
+    fast.critique(images[1:2], "new prompt", settings=GREEDY)
+    assert fast.decoder.kept_caches() == [(1, 2048, "cpu")]
+    need_two = fast.decoder.need_bytes(2, 1300, GREEDY.max_new_tokens)
+    freed = []
+    monkeypatch.setattr(fast.decoder, "free_bytes", lambda dev: need_two if not fast.decoder.kept_caches() else
+                        (freed.append(1) or 0))
+    fast.batch_size = 2
+    assert raws(fast.critique(images[:2], ["x", "y"], settings=GREEDY)) == raws(std.critique(images[:2], ["x", "y"],
+                                                                                             settings=GREEDY))
+    assert freed and ptrs[-1] != ptrs[-2]  # the batch-1 cache was freed, then the pair decoded together
+    assert fast.decoder.kept_caches() == [(2, 2048, "cpu")]
 
 
 def test_comfyui_unloading_the_critic_frees_its_cache(comfy, standin_log, tiny_critic_dir, tiny_critic, caplog):
@@ -278,14 +299,14 @@ def test_comfyui_unloading_the_critic_frees_its_cache(comfy, standin_log, tiny_c
     c = LocalCritic.from_pretrained(tiny_critic_dir, memory=placement, speed="compiled", cache_size=0)
     try:
         first = raws(c.critique(pics(64), "a cat", settings=GREEDY))
-        assert c.decoder.kept_cache() == (1, 2048, "cpu")
+        assert c.decoder.kept_caches() == [(1, 2048, "cpu")]
         graphs = graphs_compiled()
         with caplog.at_level(logging.INFO, logger="rationalrewards"):
             mm.unload_all_models()  # model_unload -> ModelPatcher.detach -> ON_DETACH
-        assert ("detach", {}) in standin_log.calls and c.decoder.kept_cache() is None
+        assert ("detach", {}) in standin_log.calls and c.decoder.kept_caches() == []
         assert "compiled decoder's cache is freed too" in caplog.text
         assert raws(c.critique(pics(64), "a cat", settings=GREEDY)) == first
-        assert graphs_compiled() == graphs and c.decoder.kept_cache() == (1, 2048, "cpu")
+        assert graphs_compiled() == graphs and c.decoder.kept_caches() == [(1, 2048, "cpu")]
     finally:
         c.close()
     assert c.decoder is None and placement.on_unload is None
@@ -294,7 +315,7 @@ def test_comfyui_unloading_the_critic_frees_its_cache(comfy, standin_log, tiny_c
     c = LocalCritic.from_pretrained(tiny_critic_dir, memory=placement, speed="compiled", cache_size=0)
     try:
         assert raws(c.critique(pics(64), "a cat", settings=GREEDY)) == first
-        assert c.decoder.kept_cache() is None
+        assert c.decoder.kept_caches() == []
     finally:
         c.close()
 

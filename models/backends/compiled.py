@@ -19,12 +19,12 @@ Memory: before a batch, the cache and the prefill are sized against the free VRA
 placement, i.e. ComfyUI, to make room); a batch that does not fit raises ``DoesNotFit`` and the caller
 splits it; an out-of-memory error inside becomes ``DoesNotFit`` too.
 
-The static cache is kept between batches and calls while its shape stays the same (at most one cache,
-at most ``KEEP_CACHE_MAX`` bytes kept past a call): CUDA graphs read the cache at fixed addresses, and a
-new cache at new addresses makes them record the step again, which some torch versions count towards a
-limit after which they silently stop using CUDA graphs. It is freed when a different shape is needed,
-when ComfyUI unloads the critic (the placement's ``on_unload``: ComfyUI's ON_DETACH callback), and when
-the critic is closed, so it never outlives the weights on the GPU.
+Static caches are kept per shape, between batches and calls (a call of 5 images at batch size 4 uses
+two shapes, every time): CUDA graphs read the cache at fixed addresses, and a new cache at new addresses
+makes them record the step again, which torch 2.5-2.12 counts towards a limit after which it silently
+stops using CUDA graphs. Past a call at most ``KEEP_CACHE_MAX`` bytes of them stay (the smallest kept);
+the others go when memory is short, when ComfyUI unloads the critic (the placement's ``on_unload``:
+ComfyUI's ON_DETACH callback) and when the critic is closed, so no cache outlives the weights on the GPU.
 
 Why not transformers' ``cache_implementation="static"``: it recompiles on every new batch size and
 cache length, and its cache / generate internals differ between transformers 4.57 and 5.x (see
@@ -55,8 +55,8 @@ MEMORY_MARGIN = 512 * 2 ** 20
 FIRST_COMPILE_GUESS_S = {"cuda": 60.0, "cpu": 30.0}
 #: Seconds between progress updates while a shape compiles.
 TICK_S = 0.5
-#: The largest static cache kept past a call (batch 1-2 of an 8B critique: 0.6-1.1 GiB); a larger one is
-#: freed when the call ends, so a big batch's cache never sits beside a diffusion model.
+#: Bytes of static caches kept past a call (batch 1-2 of an 8B critique: 0.6-1.1 GiB each); larger ones
+#: are freed when the call ends, so a big batch's cache never sits beside a diffusion model.
 KEEP_CACHE_MAX = 2 * 2 ** 30
 
 Status = Callable[[str, "float | None"], None]
@@ -146,8 +146,8 @@ class CompiledDecoder:
         self.shapes: dict[tuple[int, int], float] = {}
         self.recompiles = 0
         self.broken: str | None = None
-        #: the kept static cache: ((rows, length, device), keys, values, prompt_mask), or None
-        self._kv: tuple | None = None
+        #: kept static caches: (rows, length, device) -> (keys, values, prompt_mask)
+        self._kv: dict[tuple[int, int, str], tuple] = {}
         self._arch = (mode, str(self.dtype), len(self.layers), self.kv_heads, self.head_dim, self.hidden,
                       self.vocab, self.additive_mask, self.cache_kw, type(model).__name__)
 
@@ -173,21 +173,27 @@ class CompiledDecoder:
         peak = prefill if have_cache else max(prefill, static)
         return peak + 4 * batch_bucket(n) * self.vocab * 4 + MEMORY_MARGIN
 
-    def kept_cache(self) -> tuple[int, int, str] | None:
-        """(rows, length, device) of the static cache kept for the next batch, or None."""
-        return self._kv[0] if self._kv is not None else None
+    def kept_caches(self) -> list[tuple[int, int, str]]:
+        """(rows, length, device) of the static caches kept for later batches, oldest first."""
+        return list(self._kv)
 
-    def drop_cache(self) -> None:
-        """Free the kept static cache (ComfyUI unloads the critic, a new shape is needed, the critic closes)."""
-        self._kv = None
+    def kept_bytes(self) -> int:
+        return sum(self.kv_bytes(rows, length) for rows, length, _dev in self._kv)
+
+    def drop_cache(self, keep: tuple | None = None) -> None:
+        """Free the kept static caches (all but ``keep``): ComfyUI unloads the critic, memory is short, the
+        critic closes."""
+        self._kv = {k: v for k, v in self._kv.items() if k == keep}
 
     def end_call(self) -> None:
-        """A critique call is over: keep the static cache for the next one only if it is small
-        (``KEEP_CACHE_MAX``); the weights' own unload frees it in any case (``drop_cache``)."""
-        if self._kv is not None:
-            rows, length, _dev = self._kv[0]
-            if self.kv_bytes(rows, length) > KEEP_CACHE_MAX:
-                self.drop_cache()
+        """A critique call is over: keep the smallest static caches, up to ``KEEP_CACHE_MAX`` bytes in all,
+        for the next one (the weights' own unload frees them in any case: ``drop_cache``)."""
+        kept, total = {}, 0
+        for key in sorted(self._kv, key=lambda k: self.kv_bytes(k[0], k[1])):
+            size = self.kv_bytes(key[0], key[1])
+            if total + size <= KEEP_CACHE_MAX:
+                kept[key], total = self._kv[key], total + size
+        self._kv = {k: v for k, v in self._kv.items() if k in kept}
 
     def _free(self, device: Any, need: int) -> int | None:
         if self.make_room is not None:
@@ -211,10 +217,11 @@ class CompiledDecoder:
         if length_bucket(prompt_len + max_new) is None:
             raise DoesNotFit(f"{prompt_len} prompt + {max_new} new tokens exceed the longest cache bucket")
         want = (batch_bucket(n), length_bucket(prompt_len + max_new), device_key(device))
-        if self.kept_cache() not in (None, want):
-            self.drop_cache()  # a different shape: its memory is the first to go
-        need = self.need_bytes(n, prompt_len, max_new, have_cache=self.kept_cache() == want)
+        need = self.need_bytes(n, prompt_len, max_new, have_cache=want in self._kv)
         free = self._free(device, need)
+        if free is not None and need > free and set(self._kv) - {want}:
+            self.drop_cache(keep=want)  # caches of other shapes are the first memory to go
+            free = self._free(device, need)
         if free is not None and need > free:
             raise DoesNotFit(f"needs about {need / 2**30:.1f} GiB for {n} row(s), {free / 2**30:.1f} GiB free")
 
@@ -279,15 +286,14 @@ class CompiledDecoder:
         n, prompt_len = attention_mask.shape
         keep = attention_mask.bool()[:, None, :, None]
         key = (rows, length, device_key(device))
-        reuse = self._kv is not None and self._kv[0] == key
-        if not reuse:
-            self.drop_cache()
+        kept = self._kv.get(key)
+        reuse = kept is not None
         shape = (rows, self.kv_heads, length, self.head_dim)
         keys, values = [], []
         for k, v in prefill:  # (not enumerate: its result tuple would keep the previous layer alive)
-            for src, out, kept in ((k, keys, 1), (v, values, 2)):
+            for src, out, slot in ((k, keys, 0), (v, values, 1)):
                 if reuse:
-                    t = self._kv[kept][len(out)]
+                    t = kept[slot][len(out)]
                     t.zero_()
                 else:
                     t = torch.zeros(shape, dtype=self.dtype, device=device)
@@ -297,14 +303,14 @@ class CompiledDecoder:
         if len(keys) != len(self.layers):
             raise RuntimeError(f"the prefill returned {len(keys)} cache layers for {len(self.layers)} decoder layers")
         if reuse:
-            prompt_mask = self._kv[3]
+            prompt_mask = kept[2]
             prompt_mask.zero_()
         else:
             if torch.device(device).type == "cuda":
                 for t in keys + values:  # fixed addresses for CUDA graphs (guard=False: a new cache re-records,
                     torch._dynamo.mark_static_address(t, guard=False)  # never recompiles)
             prompt_mask = torch.zeros(rows, length, dtype=torch.bool, device=device)
-            self._kv = (key, keys, values, prompt_mask)
+            self._kv[key] = (keys, values, prompt_mask)
         prompt_mask[:n, :prompt_len] = attention_mask.bool()
         return keys, values, prompt_mask
 

@@ -64,7 +64,7 @@ def _cache_dropper(decoder_ref: "weakref.ref[CompiledDecoder]"):
     are unloaded (a weak reference: ComfyUI's patcher, which keeps this callback, must not keep the critic)."""
     def drop() -> None:
         decoder = decoder_ref()
-        if decoder is not None and decoder.kept_cache() is not None:
+        if decoder is not None and decoder.kept_caches():
             decoder.drop_cache()
             log.info("RationalRewards: the critic was unloaded; its compiled decoder's cache is freed too")
     return drop
