@@ -77,7 +77,7 @@ def test_compiled_critic_frees_its_cache_when_comfy_unloads_it(server, object_in
     unload_models(server)
     compiled, freed = "decoder compiled for batch", "compiled decoder's cache is freed too"
     counts, texts = [], []
-    for seed in (201, 201):
+    for seed in (201, 202):  # a new seed: the Critic runs again (not ComfyUI's cache); greedy, the same answer
         prompt, wf, critic_id = _critique_prompt(server, object_info, seed)
         for n in prompt.values():
             if n["class_type"] == "RationalRewardsModelLoader":
