@@ -3,6 +3,7 @@ folder, and the memory manager placement for the local critic. All ComfyUI impor
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any, Callable
 
 import torch
@@ -130,6 +131,44 @@ class _Holder(torch.nn.Module):
         self.model = model
 
 
+def _unload_notifier(placement_ref: "weakref.ref[ComfyPlacement]") -> Callable[[], None]:
+    """Tell the placement (if it still exists: a weak reference, so ComfyUI's patcher never keeps the
+    critic alive) that its weights left the compute device."""
+    def notify() -> None:
+        placement = placement_ref()
+        if placement is not None and placement.on_unload is not None:
+            placement.on_unload()
+    return notify
+
+
+def _on_detach(patcher, unpatch_all=True) -> None:
+    """ComfyUI's ON_DETACH callback. ``unpatch_all`` False is load_models_gpu re-listing a model that is
+    already loaded (its weights stay where they are); True is an unload: the weights leave the GPU."""
+    notify = getattr(patcher, "_rr_unloaded", None)  # (a clone of ours carries the callback, not the notifier)
+    if unpatch_all and notify is not None:
+        notify()
+
+
+_PATCHER_CLASS: list = []
+
+
+def _patcher_class():
+    """ComfyUI's ModelPatcher, telling the placement when ComfyUI moves part of the critic off the GPU
+    (``partially_unload``, which frees room for another model without a detach)."""
+    if not _PATCHER_CLASS:
+        from comfy.model_patcher import ModelPatcher
+
+        class CriticPatcher(ModelPatcher):
+            def partially_unload(self, *args, **kwargs):
+                notify = getattr(self, "_rr_unloaded", None)
+                if notify is not None:
+                    notify()
+                return super().partially_unload(*args, **kwargs)
+
+        _PATCHER_CLASS.append(CriticPatcher)
+    return _PATCHER_CLASS[0]
+
+
 class ComfyPlacement(DevicePlacement):
     """The local critic under ComfyUI's memory manager.
 
@@ -159,20 +198,16 @@ class ComfyPlacement(DevicePlacement):
             from comfy.model_patcher import ModelPatcher
 
             holder = _Holder(model)
-            self.patcher = ModelPatcher(holder, load_device=self.load_device, offload_device=self.offload_device,
-                                        size=mm.module_size(holder))
+            self.patcher = _patcher_class()(holder, load_device=self.load_device, offload_device=self.offload_device,
+                                            size=mm.module_size(holder))
+            self.patcher._rr_unloaded = _unload_notifier(weakref.ref(self))
             try:  # ComfyUI unloading the critic (for a diffusion model, /free, keep_resident off) frees what
                 from comfy.patcher_extension import CallbacksMP  # lives beside its weights (the decoder's cache)
 
-                self.patcher.add_callback(CallbacksMP.ON_DETACH, self._detached)
+                self.patcher.add_callback(CallbacksMP.ON_DETACH, _on_detach)
             except (ImportError, AttributeError):  # a ComfyUI before patcher callbacks: freed at close instead
                 pass
         return self.patcher
-
-    def _detached(self, patcher, unpatch_all=True) -> None:
-        """ComfyUI's ON_DETACH callback: the critic's weights left the GPU."""
-        if self.on_unload is not None:
-            self.on_unload()
 
     def prepare(self, model):
         import comfy.model_management as mm

@@ -71,32 +71,44 @@ def test_critic_comes_back_after_comfy_unloads_it(server, object_info):
 
 def test_compiled_critic_frees_its_cache_when_comfy_unloads_it(server, object_info):
     """speed compiled (torch.compile on the server's CPU): the first critique compiles the decode step once
-    (announced in the console); the static cache stays with the loaded critic; ComfyUI's unload_all_models
-    (POST /free) frees it through the ModelPatcher's ON_DETACH callback; the next critique gives the same
-    answer without compiling again."""
+    (announced in the console); the static cache stays with the loaded critic, also through the next
+    critique (ComfyUI's load_models_gpu re-lists a loaded model with a detach that does not unpatch);
+    ComfyUI's unload_all_models (POST /free) frees it through the ModelPatcher's ON_DETACH callback; the
+    critiques after that give the same answer without compiling again."""
     unload_models(server)
     compiled, freed = "decoder compiled for batch", "compiled decoder's cache is freed too"
-    counts, texts = [], []
-    for seed in (201, 202):  # a new seed: the Critic runs again (not ComfyUI's cache); greedy, the same answer
-        prompt, wf, critic_id = _critique_prompt(server, object_info, seed)
-        for n in prompt.values():
+    counts, texts = {}, []
+
+    def critique(seed: int, label: str) -> None:
+        prompt, wf, critic_id = _critique_prompt(server, object_info, seed)  # a new seed: the Critic runs
+        for n in prompt.values():  # again (not ComfyUI's cache); greedy: the same answer
             if n["class_type"] == "RationalRewardsModelLoader":
                 n["inputs"]["speed"] = "compiled"
         entry = server.run(prompt, wf)
         assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[:4000]
         texts.append(entry["outputs"][critic_id]["text"][0])
-        counts.append((server.log_text().count(compiled), server.log_text().count(freed)))
+        counts[label] = (server.log_text().count(compiled), server.log_text().count(freed))
+
+    def free(label: str) -> None:
+        before = server.log_text().count(freed)
         unload_models(server)
         deadline = time.monotonic() + 20  # the worker may apply the /free flags just after the trivial prompt
-        while server.log_text().count(freed) == counts[-1][1] and time.monotonic() < deadline:
+        while server.log_text().count(freed) == before and time.monotonic() < deadline:
             time.sleep(0.2)
-        counts.append((server.log_text().count(compiled), server.log_text().count(freed)))
-    print("(compiled, cache freed) log lines after critique, /free, critique, /free:", counts)
+        counts[label] = (server.log_text().count(compiled), server.log_text().count(freed))
+
+    critique(201, "critique 1")
+    critique(202, "critique 2")
+    free("/free 1")
+    critique(203, "critique 3")
+    free("/free 2")
+    print("(compiled, cache freed) log lines:", counts)
     assert "speed='compiled' cannot run here" not in server.log_text()
-    assert counts[0][0] >= 1 and counts[0][1] == 0  # compiled; the cache is kept with the critic ...
-    assert counts[1][1] == 1  # ... until ComfyUI unloads the critic
-    assert counts[2][0] == counts[0][0] and counts[3][1] == 2  # no new compile; freed again on the next /free
-    assert texts[0] == texts[1] and texts[0]
+    assert counts["critique 1"][0] >= 1 and counts["critique 1"][1] == 0  # compiled; the cache is kept ...
+    assert counts["critique 2"] == counts["critique 1"]  # ... through the next critique ...
+    assert counts["/free 1"][1] == 1  # ... until ComfyUI unloads the critic
+    assert counts["critique 3"][0] == counts["critique 1"][0] and counts["/free 2"][1] == 2  # no new compile
+    assert texts[0] == texts[1] == texts[2] and texts[0]
 
 
 def test_cancel_mid_loop_ends_the_run_as_interrupted(server, object_info):

@@ -297,16 +297,24 @@ def test_comfyui_unloading_the_critic_frees_its_cache(comfy, standin_log, tiny_c
 
     placement = host.ComfyPlacement(keep_resident=True)
     c = LocalCritic.from_pretrained(tiny_critic_dir, memory=placement, speed="compiled", cache_size=0)
+    ptrs = cache_ptrs_per_batch(c, pytest.MonkeyPatch())
+    freed = "compiled decoder's cache is freed too"
     try:
-        first = raws(c.critique(pics(64), "a cat", settings=GREEDY))
+        with caplog.at_level(logging.INFO, logger="rationalrewards"):
+            first = raws(c.critique(pics(64), "a cat", settings=GREEDY))
+            assert raws(c.critique(pics(64), "a dog", settings=GREEDY))  # the critic stays loaded: ComfyUI's
+        assert ("detach", {"unpatch_all": False}) in standin_log.calls  # load_models_gpu re-lists it (detach
+        assert ptrs[0] == ptrs[1] and freed not in caplog.text  # without unpatching): the cache stays
         assert c.decoder.kept_caches() == [(1, 2048, "cpu")]
         graphs = graphs_compiled()
         with caplog.at_level(logging.INFO, logger="rationalrewards"):
             mm.unload_all_models()  # model_unload -> ModelPatcher.detach -> ON_DETACH
         assert ("detach", {}) in standin_log.calls and c.decoder.kept_caches() == []
-        assert "compiled decoder's cache is freed too" in caplog.text
+        assert caplog.text.count(freed) == 1
         assert raws(c.critique(pics(64), "a cat", settings=GREEDY)) == first
         assert graphs_compiled() == graphs and c.decoder.kept_caches() == [(1, 2048, "cpu")]
+        placement.patcher.partially_unload(torch.device("cpu"), 1000)  # ComfyUI makes room for another model
+        assert c.decoder.kept_caches() == []  # by moving part of the critic out: its cache goes first
     finally:
         c.close()
     assert c.decoder is None and placement.on_unload is None
@@ -318,6 +326,32 @@ def test_comfyui_unloading_the_critic_frees_its_cache(comfy, standin_log, tiny_c
         assert c.decoder.kept_caches() == []
     finally:
         c.close()
+
+
+def test_comfyui_callbacks_do_not_keep_a_dropped_critic_alive(comfy, standin_log, tiny_critic_dir):
+    """ComfyUI's patcher keeps our ON_DETACH callback; a critic the Model Loader drops (without close) must
+    still be freed by reference counting, not wait for the garbage collector with its weights listed."""
+    import gc
+    import weakref
+
+    from rationalrewards.nodes import host
+
+    import comfy.model_management as mm
+
+    c = LocalCritic.from_pretrained(tiny_critic_dir, memory=host.ComfyPlacement(keep_resident=True), speed="compiled",
+                                    cache_size=0)
+    c.critique(pics(64), "a cat", settings=GREEDY)
+    patcher = c.memory.patcher
+    refs = [weakref.ref(c), weakref.ref(c.memory), weakref.ref(c.decoder)]
+    gc.collect()
+    gc.disable()
+    try:
+        del c
+        assert [r() is None for r in refs] == [True, True, True]
+        patcher.detach(True)  # ComfyUI unloading the orphaned patcher later: the callback finds nothing to do
+    finally:
+        gc.enable()
+        mm.current_loaded_models.clear()
 
 
 # -- memory ---------------------------------------------------------------------------------------------
@@ -369,21 +403,53 @@ def test_prefill_cache_is_released_layer_by_layer_while_copied(pair, monkeypatch
     assert len(alive_at_copy) == len(fast.decoder.layers) and set(alive_at_copy) == {0}
 
 
+def test_own_caches_go_before_comfyui_is_asked_to_unload_models(pair, monkeypatch):
+    """Short of memory for a new shape, the decoder first frees its caches of other shapes (a re-record to make
+    them again) and asks ComfyUI to unload other models (a reload of seconds) only if that is not enough."""
+    fast, _ = pair
+    fast.decoder.drop_cache()
+    fast.batch_size = 1
+    fast.critique(pics(64, seed=11), "kept", settings=GREEDY)
+    assert fast.decoder.kept_caches() == [(1, 2048, "cpu")]
+    need_two = fast.decoder.need_bytes(2, 1300, GREEDY.max_new_tokens)
+    asked = []
+    monkeypatch.setattr(fast.decoder, "make_room", lambda n, dev: asked.append(list(fast.decoder.kept_caches())))
+    monkeypatch.setattr(fast.decoder, "free_bytes", lambda dev: 0 if fast.decoder.kept_caches() else need_two)
+    fast.decoder.check_fits(2, 1300, GREEDY.max_new_tokens, "cpu")
+    assert asked == [[]]  # by the time ComfyUI is asked, the batch-1 cache is gone
+
+
 def test_out_of_memory_inside_splits_instead_of_crashing(pair, monkeypatch):
+    """An out-of-memory error in the cache splits the batch; the failed attempt's tensors are freed before the
+    halves run (an exception kept alive during the retry would hold its frames, and their tensors)."""
+    import gc
+    import weakref
+
     fast, std = pair
+    fast.decoder.drop_cache()
     real = fast.decoder._cache
     state = {"left": 1}
+    failed_attempt, alive_at_retry = [], []
 
     def cache_once_oom(*args):
         if state["left"]:
             state["left"] -= 1
+            half_built = torch.zeros(1024)  # what the failed attempt had allocated
+            failed_attempt.append(weakref.ref(half_built))
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        alive_at_retry.append(failed_attempt[0]() is not None)
         return real(*args)
 
     monkeypatch.setattr(fast.decoder, "_cache", cache_once_oom)
     images = pics(64, 64, seed=4)
-    assert raws(fast.critique(images, ["p", "q"], settings=GREEDY)) == raws(std.critique(images, ["p", "q"],
-                                                                                         settings=GREEDY))
+    gc.collect()
+    gc.disable()  # freed by reference counting, at once
+    try:
+        out = raws(fast.critique(images, ["p", "q"], settings=GREEDY))
+    finally:
+        gc.enable()
+    assert out == raws(std.critique(images, ["p", "q"], settings=GREEDY))
+    assert alive_at_retry == [False, False]  # two halves, each after the failed attempt was freed
 
 
 # -- warm-up is visible; failures fall back ---------------------------------------------------------------
@@ -447,4 +513,5 @@ def test_a_failing_compile_falls_back_once(tiny_critic_dir, tiny_critic, monkeyp
     assert len(failed) == 1 and "C++ compile error (simulated)" in failed[0] and "standard speed" in failed[0]
     assert caplog.text.count("compiled decoding failed") == 1
     assert c.speed == "standard" and c.decoder.broken.startswith("RuntimeError: InductorError")
+    assert c.decoder.kept_caches() == []  # nothing kept for a decoder that is off
     c.close()

@@ -195,8 +195,10 @@ class CompiledDecoder:
                 kept[key], total = self._kv[key], total + size
         self._kv = {k: v for k, v in self._kv.items() if k in kept}
 
-    def _free(self, device: Any, need: int) -> int | None:
-        if self.make_room is not None:
+    def _free(self, device: Any, need: int, ask_owner: bool = True) -> int | None:
+        """Free bytes on ``device`` for ``need`` more; ``ask_owner``: let the memory owner (ComfyUI) unload
+        other models first. None where it is not measured (system memory)."""
+        if ask_owner and self.make_room is not None:
             free = self.make_room(need, device)
             if free is not None and self.free_bytes is None:
                 return int(free)
@@ -218,9 +220,13 @@ class CompiledDecoder:
             raise DoesNotFit(f"{prompt_len} prompt + {max_new} new tokens exceed the longest cache bucket")
         want = (batch_bucket(n), length_bucket(prompt_len + max_new), device_key(device))
         need = self.need_bytes(n, prompt_len, max_new, have_cache=want in self._kv)
+        if set(self._kv) - {want}:  # caches of other shapes are the first memory to go (cheaper to make
+            free = self._free(device, need, ask_owner=False)  # again than a model ComfyUI would unload)
+            if free is not None and need > free:
+                self.drop_cache(keep=want)
         free = self._free(device, need)
         if free is not None and need > free and set(self._kv) - {want}:
-            self.drop_cache(keep=want)  # caches of other shapes are the first memory to go
+            self.drop_cache(keep=want)
             free = self._free(device, need)
         if free is not None and need > free:
             raise DoesNotFit(f"needs about {need / 2**30:.1f} GiB for {n} row(s), {free / 2**30:.1f} GiB free")
@@ -377,6 +383,7 @@ class CompiledDecoder:
             if isinstance(e, torch.OutOfMemoryError):
                 raise
             self.broken = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+            self.drop_cache()  # never used again
             raise CompileFailed(self.broken) from e
         self.recompiles += graphs_compiled() - before
         return logits

@@ -293,12 +293,15 @@ class LocalCritic(CriticBackend):
         try:
             return self._generate_batch(chats, offset, device, settings, callbacks)
         except DoesNotFit as e:
-            if len(chats) == 1:
-                self._note(callbacks, f"compiled decoding: a critique does not fit ({e}); decoding it at standard speed")
-                return self._generate_batch(chats, offset, device, settings, callbacks, compiled=False)
-            head = 1 << ((len(chats) - 1).bit_length() - 1)  # the largest power of two below len(chats)
-            return (self._generate_fitting(chats[:head], offset, device, settings, callbacks)
-                    + self._generate_fitting(chats[head:], offset + head, device, settings, callbacks))
+            reason = str(e)
+        # retried outside the except block: the exception's traceback (and an out-of-memory error behind
+        # it) would keep the failed attempt's frames, and the tensors they hold, alive during the retry
+        if len(chats) == 1:
+            self._note(callbacks, f"compiled decoding: a critique does not fit ({reason}); decoding it at standard speed")
+            return self._generate_batch(chats, offset, device, settings, callbacks, compiled=False)
+        head = 1 << ((len(chats) - 1).bit_length() - 1)  # the largest power of two below len(chats)
+        return (self._generate_fitting(chats[:head], offset, device, settings, callbacks)
+                + self._generate_fitting(chats[head:], offset + head, device, settings, callbacks))
 
     def _generate_batch(self, chats, offset, device, settings, callbacks, compiled=True) -> list[Generation]:
         import torch

@@ -74,9 +74,12 @@ def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimu
                     force_full_load=False):
     record("load_models_gpu", models=list(models), memory_required=memory_required, force_full_load=force_full_load)
     for m in models:
-        if not any(lm.model is m for lm in current_loaded_models):
-            current_loaded_models.insert(0, LoadedModel(m))
-            m.model.to(m.load_device)
+        listed = [lm for lm in current_loaded_models if lm.model.is_clone(m)]
+        for lm in listed:  # as ComfyUI: a model already loaded is taken out (detach without unpatching) ...
+            current_loaded_models.remove(lm)
+            lm.model.detach(unpatch_all=False)
+        current_loaded_models.insert(0, LoadedModel(m))  # ... and listed again
+        m.model.to(m.load_device)
 
 
 def load_model_gpu(model):

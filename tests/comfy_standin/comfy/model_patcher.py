@@ -31,8 +31,20 @@ class ModelPatcher:
     def detach(self, unpatch_all=True):
         from comfy.patcher_extension import CallbacksMP
 
-        record("detach")
-        self.model.to(self.offload_device)
+        if unpatch_all:
+            record("detach")
+            self.model.to(self.offload_device)
+        else:  # load_models_gpu re-listing a loaded model: patches only, the weights stay
+            record("detach", unpatch_all=False)
         for callback in self.get_all_callbacks(CallbacksMP.ON_DETACH):
             callback(self, unpatch_all)
         return self.model
+
+    def partially_unload(self, device_to, memory_to_free=0):
+        """ComfyUI moves some weights to ``device_to`` until ``memory_to_free`` bytes are freed; here: all."""
+        record("partially_unload", memory_to_free=memory_to_free)
+        self.model.to(device_to)
+        return self.size
+
+    def is_clone(self, other):
+        return other is self or getattr(other, "model", None) is self.model
