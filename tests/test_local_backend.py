@@ -336,3 +336,40 @@ def test_bad_folders(tiny_critic_dir, tmp_path, breakage, match):
 def test_stable_diffusion_folder_rejected(tmp_path):
     with pytest.raises(ModelFolderError, match="diffusers"):
         LocalCritic.from_pretrained(build_sd_folder(tmp_path / "sd"))
+
+
+# -- transformers cannot be imported: say which package is at fault --------------------------------------------
+def _import_error_from(path, source: str) -> ImportError:
+    """An ImportError raised by a module at ``path`` (its frames carry that file name, as a real one would)."""
+    import importlib.util
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"_rr_broken_{abs(hash(str(path)))}", path)
+    try:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    except ImportError as e:
+        return e
+    raise AssertionError("the module imported")
+
+
+def test_a_torchao_built_for_another_torch_is_named_with_the_fix(tmp_path):
+    """`pip install torchao` beside an older torch (torchao 0.18 with torch 2.9, as seen in a venv here) breaks
+    `from transformers import Qwen3VLForConditionalGeneration` inside torchao: not an old transformers."""
+    from rationalrewards.models.backends.local import import_failure
+
+    e = _import_error_from(tmp_path / "site-packages" / "torchao" / "quantization" / "float8_tensor.py",
+                           "from torch.nn.functional import NoSuchScalingType\n")
+    msg = import_failure(e)
+    assert msg.startswith("torchao ") and "does not work with this torch" in msg and "NoSuchScalingType" in msg
+    assert "pip install torchao==0.15.0" in msg and "pip uninstall torchao" in msg and ">= 4.57" not in msg
+
+
+def test_an_old_transformers_and_other_import_failures_get_their_own_message(tmp_path):
+    from rationalrewards.models.backends.local import import_failure
+
+    old = ImportError("cannot import name 'Qwen3VLForConditionalGeneration' from 'transformers'")
+    assert "it needs transformers >= 4.57" in import_failure(old)
+    other = _import_error_from(tmp_path / "site-packages" / "somepkg" / "ext.py", "import _no_such_extension\n")
+    msg = import_failure(other)
+    assert "somepkg/ext.py" in msg and "_no_such_extension" in msg and ">= 4.57" not in msg

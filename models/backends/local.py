@@ -51,12 +51,42 @@ def _dtype_kwarg() -> str:
 def _model_class():
     try:
         from transformers import Qwen3VLForConditionalGeneration as cls
-    except ImportError as e:  # transformers < 4.57
-        import transformers
-
-        raise OptionError(f"transformers {transformers.__version__} cannot run Qwen3-VL (RationalRewards); "
-                          "it needs transformers >= 4.57: `pip install -U 'transformers>=4.57'`") from e
+    except ImportError as e:
+        raise OptionError(import_failure(e)) from e
     return cls
+
+
+def import_failure(e: ImportError) -> str:
+    """Why ``from transformers import Qwen3VLForConditionalGeneration`` failed, and the fix.
+
+    Not always an old transformers: transformers imports torchao whenever it is installed, so a torchao
+    built for another torch (``pip install torchao`` takes the newest, which needs the newest torch)
+    stops every model from loading, with an error from inside torchao."""
+    import traceback
+
+    import torch
+    import transformers
+
+    files = [f.filename.replace("\\", "/") for f in traceback.extract_tb(e.__traceback__)]
+    if any("/torchao/" in f for f in files):
+        try:
+            from importlib.metadata import version
+
+            ao = version("torchao")
+        except Exception:
+            ao = "(unknown version)"
+        return (f"torchao {ao} does not work with this torch {torch.__version__} ({e}); transformers imports it "
+                "whenever it is installed, so no model can load. Install the torchao built for your torch "
+                "(torch 2.9.1: `pip install torchao==0.15.0`; torchao 0.18 needs torch 2.11+; the table: "
+                "https://github.com/pytorch/ao/issues/2919) or remove it (`pip uninstall torchao`; only the "
+                "fp8 quantization needs it)")
+    if "Qwen3VLForConditionalGeneration" in str(e):  # transformers < 4.57
+        return (f"transformers {transformers.__version__} cannot run Qwen3-VL (RationalRewards); "
+                "it needs transformers >= 4.57: `pip install -U 'transformers>=4.57'`")
+    culprit = next((f for f in reversed(files) if "/transformers/" not in f), files[-1] if files else "?")
+    return (f"importing transformers' Qwen3-VL failed in {culprit} ({type(e).__name__}: {e}); transformers "
+            f"{transformers.__version__} with torch {torch.__version__}: reinstall the package named there so it "
+            "matches this torch")
 
 
 def _cache_dropper(decoder_ref: "weakref.ref[CompiledDecoder]"):

@@ -185,8 +185,9 @@ def _check_fp8(dev: str, dev_type: str, dt: str) -> str:
         raise OptionError(f"quantization='fp8' needs a GPU with fp8 support ({cards}); {name} has compute "
                           f"capability {cap[0]}.{cap[1]}: use quantization 4bit (bitsandbytes) or none")
     if not module_available("torchao"):
-        raise OptionError("quantization='fp8' needs the torchao package, which is not installed: "
-                          "`pip install torchao` (with the torch you run), or use quantization none")
+        raise OptionError("quantization='fp8' needs the torchao package, which is not installed: install the "
+                          f"torchao built for your torch {_torch().__version__} (torch 2.11+: `pip install torchao`; "
+                          "torch 2.9.1: `pip install torchao==0.15.0`), or use quantization none")
     if dt == "fp16":
         raise OptionError("quantization='fp8' computes in bf16 (fp8 row scales need it); set dtype auto or bf16")
     return "bf16"
