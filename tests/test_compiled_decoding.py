@@ -284,7 +284,7 @@ def test_kept_caches_are_bounded_and_make_way_for_a_batch(pair, monkeypatch):
     fast.batch_size = 2
     assert raws(fast.critique(images[:2], ["x", "y"], settings=GREEDY)) == raws(std.critique(images[:2], ["x", "y"],
                                                                                              settings=GREEDY))
-    assert freed and ptrs[-1] != ptrs[-2]  # the batch-1 cache was freed, then the pair decoded together
+    assert freed and len(ptrs) == 5  # the batch-1 cache was freed, then the pair decoded together (one batch)
     assert fast.decoder.kept_caches() == [(2, 2048, "cpu")]
 
 
