@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -283,24 +284,50 @@ def main() -> int:
                "transformers": __import__("transformers").__version__,
                "model": str(folder) if real else "random-weight Qwen3-VL-8B stand-in",
                "date": time.strftime("%Y-%m-%d"), "new_tokens": args.new_tokens, "variants": []}
+    def save() -> None:  # after every part: a failure or the time limit later keeps what was measured
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+
+    def part(name: str, fn, *fn_args) -> Any:
+        """One part of the benchmark; an error is recorded (with its traceback's end) instead of ending the run."""
+        t0 = time.perf_counter()
+        try:
+            out = fn(*fn_args)
+        except Exception as e:  # noqa: BLE001 - a benchmark reports, it does not stop
+            import traceback
+
+            out = next((a for a in fn_args if isinstance(a, dict)), {})  # what the part had measured
+            out.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-2000:])
+            print(f"{name} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        gc.collect()  # (outside the except block: its traceback held the part's models)
+        torch.cuda.empty_cache()
+        if isinstance(out, dict):
+            out.setdefault("part_wall_s", round(time.perf_counter() - t0, 1))
+        return out
+
+    save()
     if not args.no_study:
         from gpu_speed import fp8_study, speed_study
 
         t0 = time.perf_counter()
-        results["speed_study"] = speed_study(folder, batches, args.new_tokens, args.reps)
-        results["fp8"] = fp8_study(folder, args.new_tokens, args.reps)
+        results["speed_study"] = {}
+        results["speed_study"] = part("speed study", speed_study, folder, batches, args.new_tokens, args.reps,
+                                      results["speed_study"], save)
+        save()
+        results["fp8"] = part("fp8", fp8_study, folder, args.new_tokens, args.reps)
         print(json.dumps(results["fp8"]), flush=True)
         results["study_wall_s"] = round(time.perf_counter() - t0, 1)
+        save()
     for name in variants:
         why = check_variant(name)
         if why:
             results["variants"].append({"variant": name, "skipped": why})
         else:
-            results["variants"].append(run_variant(folder, name, args.new_tokens, args.reps))
+            results["variants"].append(part(name, run_variant, folder, name, args.new_tokens, args.reps))
         print(json.dumps(results["variants"][-1]), flush=True)
+        save()
     print(json.dumps(results, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+    save()
     return 0
 
 

@@ -107,12 +107,17 @@ def _twin(critic, speed: str):
                        memory=critic.memory, batch_size=critic.batch_size, cache_size=0)
 
 
-def speed_study(folder, batches: list[int], new_tokens: int, reps: int) -> dict[str, Any]:
-    """bf16: standard vs compiled per batch size, mixed-critique recompiles, the eviction case."""
+def speed_study(folder, batches: list[int], new_tokens: int, reps: int, res: dict | None = None,
+                progress=None) -> dict[str, Any]:
+    """bf16: standard vs compiled per batch size, mixed-critique recompiles, the eviction case. ``res`` is
+    filled as the study goes and ``progress()`` called after each part of it (what was measured survives an
+    error or the time limit later in the study)."""
+    progress = progress or (lambda: None)
     from rationalrewards.models.backends.compiled import graphs_compiled
     from rationalrewards.models.backends.local import LocalCritic
 
-    res: dict[str, Any] = {"new_tokens_timed": new_tokens, "reps": reps, "max_new_tokens": 2048, "image": "1024x1024"}
+    res = {} if res is None else res
+    res.update({"new_tokens_timed": new_tokens, "reps": reps, "max_new_tokens": 2048, "image": "1024x1024"})
     t0 = time.perf_counter()
     std = LocalCritic.from_pretrained(folder, device=DEVICE["name"], speed="standard", cache_size=0)
     res["load_s"] = round(time.perf_counter() - t0, 1)
@@ -135,6 +140,7 @@ def speed_study(folder, batches: list[int], new_tokens: int, reps: int) -> dict[
         equal, rows = equal + row["greedy_equal"], rows + b
         res.setdefault("batches", []).append(row)
         print(row, flush=True)
+        progress()
     res["greedy_equal_share"] = f"{equal}/{rows}"
     res["compile_s_per_shape"] = {f"batch{b}x{n}": s for (b, n), s in fast.decoder.shapes.items()}
 
@@ -159,8 +165,10 @@ def speed_study(folder, batches: list[int], new_tokens: int, reps: int) -> dict[
                                  "cache_addresses_used": len(set(addresses)), "kept_caches": fast.decoder.kept_caches(),
                                  "shapes": sorted(f"batch{b}x{n}" for b, n in fast.decoder.shapes)}
     print(res["mixed_20_critiques"], flush=True)
+    progress()
     res["eviction"] = _eviction(fast, pics[:1], new_tokens)
     print(res["eviction"], flush=True)
+    progress()
     res["decoder_broken"] = fast.decoder.broken
     std.close()
     del std, fast

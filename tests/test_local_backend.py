@@ -361,7 +361,7 @@ def test_a_torchao_built_for_another_torch_is_named_with_the_fix(tmp_path):
     e = _import_error_from(tmp_path / "site-packages" / "torchao" / "quantization" / "float8_tensor.py",
                            "from torch.nn.functional import NoSuchScalingType\n")
     msg = import_failure(e)
-    assert msg.startswith("torchao ") and "does not work with this torch" in msg and "NoSuchScalingType" in msg
+    assert msg.startswith("torchao ") and "fails to import beside torch" in msg and "NoSuchScalingType" in msg
     assert "pip install torchao==0.15.0" in msg and "pip uninstall torchao" in msg and ">= 4.57" not in msg
 
 
@@ -373,3 +373,13 @@ def test_an_old_transformers_and_other_import_failures_get_their_own_message(tmp
     other = _import_error_from(tmp_path / "site-packages" / "somepkg" / "ext.py", "import _no_such_extension\n")
     msg = import_failure(other)
     assert "somepkg/ext.py" in msg and "_no_such_extension" in msg and ">= 4.57" not in msg
+    # transformers 5 wraps the real failure: "Could not import module 'Qwen3VLForConditionalGeneration'"
+    for inner, named in ((other, "_no_such_extension"),
+                         (_import_error_from(tmp_path / "site-packages" / "torchao" / "q.py", "import _nope\n"),
+                          "torchao")):
+        try:
+            raise ModuleNotFoundError("Could not import module 'Qwen3VLForConditionalGeneration'. Are this "
+                                      "object's requirements defined correctly?") from inner
+        except ModuleNotFoundError as wrapped:
+            msg = import_failure(wrapped)
+        assert named in msg and ">= 4.57" not in msg

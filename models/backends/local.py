@@ -59,15 +59,23 @@ def _model_class():
 def import_failure(e: ImportError) -> str:
     """Why ``from transformers import Qwen3VLForConditionalGeneration`` failed, and the fix.
 
-    Not always an old transformers: transformers imports torchao whenever it is installed, so a torchao
-    built for another torch (``pip install torchao`` takes the newest, which needs the newest torch)
-    stops every model from loading, with an error from inside torchao."""
+    Not always an old transformers: transformers 5 wraps any failure inside the model's import in "Could not
+    import module ...", and it imports torchao whenever that is installed, so a torchao built for another
+    torch (``pip install torchao`` takes the newest, which needs the newest torch) stops every model from
+    loading. The whole chain of causes is read, and the innermost error is named."""
     import traceback
 
     import torch
     import transformers
 
-    files = [f.filename.replace("\\", "/") for f in traceback.extract_tb(e.__traceback__)]
+    chain, seen = [], set()
+    err: BaseException | None = e
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    files = [f.filename.replace("\\", "/") for x in chain for f in traceback.extract_tb(x.__traceback__)]
+    root = chain[-1]
     if any("/torchao/" in f for f in files):
         try:
             from importlib.metadata import version
@@ -75,18 +83,20 @@ def import_failure(e: ImportError) -> str:
             ao = version("torchao")
         except Exception:
             ao = "(unknown version)"
-        return (f"torchao {ao} does not work with this torch {torch.__version__} ({e}); transformers imports it "
-                "whenever it is installed, so no model can load. Install the torchao built for your torch "
+        return (f"torchao {ao} fails to import beside torch {torch.__version__} ({root}), most often because it was "
+                "built for another torch; transformers imports it whenever it is installed, so no model can "
+                "load. Install the torchao built for your torch "
                 "(torch 2.9.1: `pip install torchao==0.15.0`; torchao 0.18 needs torch 2.11+; the table: "
                 "https://github.com/pytorch/ao/issues/2919) or remove it (`pip uninstall torchao`; only the "
                 "fp8 quantization needs it)")
-    if "Qwen3VLForConditionalGeneration" in str(e):  # transformers < 4.57
+    if len(chain) == 1 and str(e).startswith("cannot import name 'Qwen3VLForConditionalGeneration'"):
         return (f"transformers {transformers.__version__} cannot run Qwen3-VL (RationalRewards); "
                 "it needs transformers >= 4.57: `pip install -U 'transformers>=4.57'`")
-    culprit = next((f for f in reversed(files) if "/transformers/" not in f), files[-1] if files else "?")
-    return (f"importing transformers' Qwen3-VL failed in {culprit} ({type(e).__name__}: {e}); transformers "
-            f"{transformers.__version__} with torch {torch.__version__}: reinstall the package named there so it "
-            "matches this torch")
+    inner = [f for f in traceback.extract_tb(root.__traceback__) if "/transformers/" not in f.filename.replace("\\", "/")]
+    where = f" in {inner[-1].filename}" if inner else ""
+    return (f"transformers {transformers.__version__} could not import its Qwen3-VL model with torch "
+            f"{torch.__version__}: {type(root).__name__}: {root}{where}. Reinstall the package named there so it "
+            "matches this torch and transformers")
 
 
 def _cache_dropper(decoder_ref: "weakref.ref[CompiledDecoder]"):
