@@ -383,3 +383,13 @@ def test_an_old_transformers_and_other_import_failures_get_their_own_message(tmp
         except ModuleNotFoundError as wrapped:
             msg = import_failure(wrapped)
         assert named in msg and ">= 4.57" not in msg
+
+
+def test_a_torch_too_old_for_transformers_5_names_both_fixes(tmp_path, monkeypatch, tiny_critic_dir):
+    """transformers 5 switches PyTorch off below torch 2.6 (seen here: torch 2.5.1 + transformers 5.24); its own
+    error comes late and says only "upgrade PyTorch", which a ComfyUI install cannot always do."""
+    import transformers.utils
+
+    monkeypatch.setattr(transformers.utils, "is_torch_available", lambda: False)
+    with pytest.raises(OptionError, match=r"transformers>=4\.57,<5'` runs RationalRewards with your torch"):
+        LocalCritic.from_pretrained(tiny_critic_dir, device="cpu")

@@ -49,6 +49,14 @@ def _dtype_kwarg() -> str:
 
 
 def _model_class():
+    import transformers.utils
+
+    if not transformers.utils.is_torch_available():  # transformers 5 switches torch off below torch 2.6
+        import torch
+
+        raise OptionError(f"transformers {transformers.__version__} cannot use this torch {torch.__version__} (it "
+                          "switches PyTorch off: transformers 5 needs torch 2.6 or newer): `pip install "
+                          "'transformers>=4.57,<5'` runs RationalRewards with your torch, or upgrade torch")
     try:
         from transformers import Qwen3VLForConditionalGeneration as cls
     except ImportError as e:
