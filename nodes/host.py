@@ -195,7 +195,6 @@ class ComfyPlacement(DevicePlacement):
     def _patcher(self, model):
         if self.patcher is None:
             import comfy.model_management as mm
-            from comfy.model_patcher import ModelPatcher
 
             holder = _Holder(model)
             self.patcher = _patcher_class()(holder, load_device=self.load_device, offload_device=self.offload_device,

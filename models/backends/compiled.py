@@ -177,9 +177,6 @@ class CompiledDecoder:
         """(rows, length, device) of the static caches kept for later batches, oldest first."""
         return list(self._kv)
 
-    def kept_bytes(self) -> int:
-        return sum(self.kv_bytes(rows, length) for rows, length, _dev in self._kv)
-
     def drop_cache(self, keep: tuple | None = None) -> None:
         """Free the kept static caches (all but ``keep``): ComfyUI unloads the critic, memory is short, the
         critic closes."""
